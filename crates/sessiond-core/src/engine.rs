@@ -1,0 +1,945 @@
+//! The [`Engine`]: every lifecycle operation, over an injected store, clock, id source and key
+//! ring.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::binding::{same_prefix, ua_family, Drift, RequestContext};
+use crate::error::{ClientError, Error, MalformedInput, Result, StepUp};
+use crate::event::{Event, EventKind, RevokeReason};
+use crate::id::{IdSource, OsIdSource, SessionId};
+use crate::policy::{BindingAction, Policies, Policy, Requirement};
+use crate::record::{
+    check_name, DeviceInfo, Expiry, RetiredToken, SessionRecord, MAX_DATA_BYTES, MAX_DATA_KEYS, RETIRED_KEPT,
+};
+use crate::store::{CreateOutcome, LimitRule, Lookup, Page, PageCursor, SessionStore, UpdateOutcome};
+use crate::time::{Clock, SystemClock, UnixMs};
+use crate::token::{KeyRing, SessionToken, VerifiedToken};
+
+/// How many times a compare-and-set loop retries before reporting a conflict.
+const CAS_RETRIES: usize = 16;
+/// Largest page of a subject's sessions.
+pub const MAX_PAGE: usize = 1000;
+
+/// What to create: the outcome of the application's authentication.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    /// The authenticated user.
+    pub subject: String,
+    /// The tenant (empty for single-tenant deployments).
+    pub tenant: String,
+    /// Policy class; `None` is `default`.
+    pub policy: Option<String>,
+    /// Authenticator assurance level reached (1 to 3).
+    pub aal: u8,
+    /// Authentication methods used (RFC 8176 values).
+    pub amr: Vec<String>,
+    /// When the user authenticated; `None` is now. Never later than now.
+    pub auth_time: Option<UnixMs>,
+    /// Device facts.
+    pub device: DeviceInfo,
+    /// Initial application data.
+    pub data: BTreeMap<String, serde_json::Value>,
+    /// A token the client presented before logging in. If it names a session, that session
+    /// is revoked (fixation defence); it is never adopted.
+    pub previous_token: Option<String>,
+}
+
+/// A new session.
+#[derive(Debug)]
+pub struct Created {
+    /// The token: give it to the client once (cookie or bearer).
+    pub token: SessionToken,
+    /// The stored session.
+    pub session: Arc<SessionRecord>,
+    /// The session's CSRF synchronizer token.
+    pub csrf_token: String,
+    /// The session's policy.
+    pub policy: Arc<Policy>,
+    /// Sessions ended to make room under the concurrent limit.
+    pub evicted: Vec<SessionId>,
+    /// The session revoked because its token was presented at login.
+    pub replaced: Option<SessionId>,
+}
+
+/// A successful resolve.
+#[derive(Debug)]
+pub struct Resolution {
+    /// The session as stored (its `idle_expires_at` may predate this request's renewal; use
+    /// [`Resolution::idle_expires_at`]).
+    pub session: Arc<SessionRecord>,
+    /// The session's policy.
+    pub policy: Arc<Policy>,
+    /// The idle deadline after this request.
+    pub idle_expires_at: UnixMs,
+    /// A new token the client must use from now on (rotation), if any.
+    pub rotated: Option<SessionToken>,
+    /// Whether the idle deadline was renewed in the store by this request.
+    pub renewed: bool,
+    /// A device drift seen on this request.
+    pub drift: Option<Drift>,
+    /// Whether the binding policy demands re-authentication (the session counts as AAL 0).
+    pub step_up_forced: bool,
+    /// The time of the resolve.
+    pub now: UnixMs,
+}
+
+impl Resolution {
+    /// Time until the session ends unless used again.
+    pub fn expires_in(&self) -> Duration {
+        self.idle_expires_at.min(self.session.absolute_expires_at).since(self.now)
+    }
+
+    /// The effective AAL: 0 when a binding rule forced step-up.
+    pub fn aal(&self) -> u8 {
+        if self.step_up_forced {
+            0
+        } else {
+            self.session.aal
+        }
+    }
+
+    /// Checks a route's demand for assurance.
+    ///
+    /// # Errors
+    /// [`ClientError::StepUpRequired`] with the hint to return in a 403.
+    pub fn require(&self, req: &Requirement) -> Result<()> {
+        let too_low = self.aal() < req.min_aal;
+        let too_old = req.max_auth_age.is_some_and(|max| self.now.since(self.session.auth_time) > max);
+        if too_low || too_old {
+            return Err(
+                ClientError::StepUpRequired(StepUp { min_aal: req.min_aal, max_auth_age: req.max_auth_age }).into()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// Remaining time of a session, without renewing it (for "you will be logged out" banners).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Remaining {
+    /// Until the idle deadline.
+    pub idle: Duration,
+    /// Until the absolute deadline.
+    pub absolute: Duration,
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// How long a rotated-out token keeps working as a read-only alias (default 10 s).
+    pub rotation_grace: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self { rotation_grace: Duration::from_secs(10) }
+    }
+}
+
+/// Builds an [`Engine`]. Store and key ring are mandatory; the rest has secure defaults.
+pub struct EngineBuilder {
+    store: Arc<dyn SessionStore>,
+    keys: KeyRing,
+    policies: Policies,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdSource>,
+    config: EngineConfig,
+}
+
+impl EngineBuilder {
+    /// Replaces the set of policy classes (the presets are there by default).
+    pub fn with_policies(mut self, p: Policies) -> Self {
+        self.policies = p;
+        self
+    }
+
+    /// Injects a clock (tests: [`crate::time::ManualClock`]).
+    pub fn with_clock(mut self, c: Arc<dyn Clock>) -> Self {
+        self.clock = c;
+        self
+    }
+
+    /// Injects the source of public session ids (tests: [`crate::id::SeededIdSource`]).
+    pub fn with_ids(mut self, ids: Arc<dyn IdSource>) -> Self {
+        self.ids = ids;
+        self
+    }
+
+    /// Sets engine-wide settings.
+    pub fn with_config(mut self, c: EngineConfig) -> Self {
+        self.config = c;
+        self
+    }
+
+    /// The engine.
+    pub fn build(self) -> Engine {
+        Engine {
+            inner: Arc::new(Inner {
+                store: self.store,
+                keys: self.keys,
+                policies: self.policies,
+                clock: self.clock,
+                ids: self.ids,
+                config: self.config,
+            }),
+        }
+    }
+}
+
+struct Inner {
+    store: Arc<dyn SessionStore>,
+    keys: KeyRing,
+    policies: Policies,
+    clock: Arc<dyn Clock>,
+    ids: Arc<dyn IdSource>,
+    config: EngineConfig,
+}
+
+/// The session engine. Cheap to clone; share one per process.
+///
+/// # Examples
+/// ```
+/// # tokio_test();
+/// # fn tokio_test() {
+/// # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+/// # rt.block_on(async {
+/// use std::sync::Arc;
+/// use sessiond_core::{Engine, CreateRequest, RequestContext};
+/// use sessiond_core::store::memory::MemoryStore;
+/// use sessiond_core::token::{KeyId, KeyRing, SigningKey};
+///
+/// let keys = KeyRing::single(KeyId(1), SigningKey::generate());
+/// let engine = Engine::builder(Arc::new(MemoryStore::new()), keys).build();
+///
+/// // The application authenticated alice with a password and a TOTP code:
+/// let created = engine
+///     .create(CreateRequest { subject: "alice".into(), aal: 2, amr: vec!["pwd".into(), "otp".into()], ..Default::default() })
+///     .await?;
+/// let token = created.token.expose().to_owned(); // goes into the cookie
+///
+/// // On every request:
+/// let r = engine.resolve(&token, &RequestContext::default()).await?;
+/// assert_eq!(r.session.subject, "alice");
+///
+/// // Logout:
+/// engine.logout(&token).await?;
+/// assert!(engine.resolve(&token, &RequestContext::default()).await.is_err());
+/// # Ok::<(), sessiond_core::Error>(())
+/// # }).unwrap();
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("keys", &self.inner.keys)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts building an engine over `store`, signing with `keys`.
+    pub fn builder(store: Arc<dyn SessionStore>, keys: KeyRing) -> EngineBuilder {
+        EngineBuilder {
+            store,
+            keys,
+            policies: Policies::default(),
+            clock: Arc::new(SystemClock),
+            ids: Arc::new(OsIdSource),
+            config: EngineConfig::default(),
+        }
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.inner.store
+    }
+
+    /// The key ring.
+    pub fn keys(&self) -> &KeyRing {
+        &self.inner.keys
+    }
+
+    /// The policy classes.
+    pub fn policies(&self) -> &Policies {
+        &self.inner.policies
+    }
+
+    /// The current time of the injected clock.
+    pub fn now(&self) -> UnixMs {
+        self.inner.clock.now()
+    }
+
+    fn policy(&self, name: &str) -> Result<&Arc<Policy>> {
+        self.inner.policies.get(name).ok_or(Error::Client(ClientError::UnknownPolicy))
+    }
+
+    async fn emit(&self, events: Vec<Event>) {
+        if events.is_empty() {
+            return;
+        }
+        for e in &events {
+            tracing::info!(target: "sessiond::event", kind = %e.kind, session = ?e.session_id, subject = %e.subject, tenant = %e.tenant, detail = ?e.detail, "session event");
+        }
+        if let Err(e) = self.inner.store.append_events(events).await {
+            metrics::counter!("sessiond_event_append_failures_total").increment(1);
+            tracing::error!(error = %e, "could not append session events");
+        }
+    }
+
+    /// Creates a session for an authenticated subject, with a fresh token.
+    ///
+    /// # Errors
+    /// Invalid fields or an unknown policy ([`Error::Client`]); the subject at its limit
+    /// under `deny_new` ([`ClientError::LimitReached`]); store failures.
+    pub async fn create(&self, req: CreateRequest) -> Result<Created> {
+        check_name(&req.subject, "subject")?;
+        if !req.tenant.is_empty() {
+            check_name(&req.tenant, "tenant")?;
+        }
+        if req.aal > 3 {
+            return Err(MalformedInput::Field("aal must be 0 to 3").into());
+        }
+        check_amr(&req.amr)?;
+        check_data(&req.data)?;
+        let policy = self.policy(req.policy.as_deref().unwrap_or("default"))?.clone();
+        let now = self.now();
+        let mut events = Vec::new();
+
+        // Fixation defence: a pre-login token is never adopted, and the session it names ends.
+        let mut replaced = None;
+        if let Some(old) = req.previous_token.as_deref() {
+            if let Ok(v) = self.inner.keys.verify(old) {
+                if let Some(found) = self.inner.store.find_by_token(v.hash()).await? {
+                    if let Some(gone) = self.inner.store.delete(&found.record.id).await? {
+                        replaced = Some(gone.id);
+                        events.push(Event::new(
+                            now,
+                            EventKind::Revoked(RevokeReason::Fixation),
+                            Some(gone.id),
+                            &gone.subject,
+                            &gone.tenant,
+                        ));
+                    }
+                }
+            }
+        }
+
+        let epoch = self.inner.store.subject_epoch(&req.tenant, &req.subject).await?;
+        let token = self.inner.keys.mint();
+        let auth_time = req.auth_time.unwrap_or(now).min(now);
+        let absolute = now.plus(policy.absolute_lifetime);
+        let mut device = req.device;
+        if let Some(ua) = device.user_agent.as_mut() {
+            truncate(ua, 512);
+        }
+        device.last_ip = device.last_ip.or_else(|| device.first_ip.clone());
+        let record = SessionRecord {
+            id: self.inner.ids.session_id(),
+            token_hash: *token.hash(),
+            subject: req.subject,
+            tenant: req.tenant,
+            policy: policy.name.clone(),
+            created_at: now,
+            last_seen_at: now,
+            idle_expires_at: now.plus(policy.idle_timeout).min(absolute),
+            absolute_expires_at: absolute,
+            rotated_at: now,
+            auth_time,
+            aal: req.aal,
+            amr: req.amr,
+            device,
+            data: req.data,
+            revision: 0,
+            epoch,
+            version: 0,
+            retired: Vec::new(),
+        };
+        let limit = policy.max_sessions.map(|max| LimitRule { max, action: policy.on_limit });
+        let evicted = match self.inner.store.create(record.clone(), limit, now).await? {
+            CreateOutcome::Created { evicted } => evicted,
+            CreateOutcome::LimitReached => {
+                self.emit(events).await;
+                return Err(ClientError::LimitReached.into());
+            }
+        };
+        for e in &evicted {
+            events.push(Event::new(now, EventKind::LimitEvicted, Some(e.id), &e.subject, &e.tenant));
+        }
+        events.push(
+            Event::new(now, EventKind::Created, Some(record.id), &record.subject, &record.tenant)
+                .with_detail(format!("token_hash={}", token.hash().short())),
+        );
+        self.emit(events).await;
+        let csrf_token = self.inner.keys.csrf_token(&record.id);
+        Ok(Created {
+            token,
+            session: Arc::new(record),
+            csrf_token,
+            policy,
+            evicted: evicted.iter().map(|r| r.id).collect(),
+            replaced,
+        })
+    }
+
+    /// Finds the live session of a verified token, classifying every failure. Returns the
+    /// lookup and, for a retired token inside its grace window, the successor.
+    async fn live(&self, v: &VerifiedToken, now: UnixMs) -> Result<(Lookup, Option<SessionToken>, Arc<Policy>)> {
+        let Some(found) = self.inner.store.find_by_token(v.hash()).await? else {
+            return Err(ClientError::UnknownSession.into());
+        };
+        let rec = &found.record;
+        let mut successor = None;
+        if rec.token_hash != *v.hash() {
+            let Some(retired) = rec.retired.iter().find(|r| r.hash == *v.hash()) else {
+                return Err(ClientError::UnknownSession.into());
+            };
+            if now >= retired.grace_until {
+                // Replay of a rotated-out token after its grace window: assume theft.
+                if let Some(gone) = self.inner.store.delete(&rec.id).await? {
+                    self.emit(vec![
+                        Event::new(now, EventKind::TheftDetected, Some(gone.id), &gone.subject, &gone.tenant)
+                            .with_detail(format!("token_hash={}", v.hash().short())),
+                        Event::new(
+                            now,
+                            EventKind::Revoked(RevokeReason::Theft),
+                            Some(gone.id),
+                            &gone.subject,
+                            &gone.tenant,
+                        ),
+                    ])
+                    .await;
+                }
+                tracing::warn!(session = %rec.id, "retired token replayed after its grace window; session revoked");
+                return Err(ClientError::TokenReplayed.into());
+            }
+            successor = retired.successor.as_ref().map(|s| self.inner.keys.unseal(s, v));
+        }
+        match rec.expiry_at(now) {
+            Some(Expiry::Absolute) => return Err(ClientError::AbsoluteExpired.into()),
+            Some(Expiry::Idle) => return Err(ClientError::IdleExpired.into()),
+            None => {}
+        }
+        if rec.epoch < found.subject_epoch {
+            return Err(ClientError::EpochRevoked.into());
+        }
+        let policy = self.policy(&rec.policy)?.clone();
+        Ok((found, successor, policy))
+    }
+
+    /// Validates a token and renews its session: the hot path.
+    ///
+    /// Verifies the tag (forgeries stop here, with no store access), looks the hash up,
+    /// checks the deadlines, the subject's epoch and the device binding, rotates the token if
+    /// the policy's rotation interval passed, and pushes the idle deadline forward when the
+    /// renewal fraction of the idle window has passed (otherwise it writes nothing).
+    ///
+    /// # Errors
+    /// [`Error::Client`] with the precise reason (map all of them to 401, except
+    /// [`ClientError::Malformed`], which may be a 400 where the input was not a token at all);
+    /// store failures.
+    pub async fn resolve(&self, token: &str, ctx: &RequestContext<'_>) -> Result<Resolution> {
+        let v = self.inner.keys.verify(token)?;
+        let now = self.now();
+        let (found, successor, policy) = self.live(&v, now).await?;
+        let mut rec = found.record;
+
+        let (drift, action) = self.drift(&rec, &policy, ctx);
+        let mut step_up_forced = false;
+        if let Some(d) = drift {
+            match action {
+                BindingAction::Allow => {}
+                BindingAction::Revoke => {
+                    if let Some(gone) = self.inner.store.delete(&rec.id).await? {
+                        self.emit(vec![
+                            Event::new(now, EventKind::Anomaly, Some(gone.id), &gone.subject, &gone.tenant)
+                                .with_detail(d.as_str()),
+                            Event::new(
+                                now,
+                                EventKind::Revoked(RevokeReason::Binding),
+                                Some(gone.id),
+                                &gone.subject,
+                                &gone.tenant,
+                            ),
+                        ])
+                        .await;
+                    }
+                    return Err(ClientError::BindingRevoked.into());
+                }
+                BindingAction::Flag | BindingAction::StepUp => {
+                    step_up_forced = action == BindingAction::StepUp;
+                    self.emit(vec![Event::new(now, EventKind::Anomaly, Some(rec.id), &rec.subject, &rec.tenant)
+                        .with_detail(d.as_str())])
+                        .await;
+                    if !step_up_forced {
+                        // Record the new facts so that one drift raises one event.
+                        rec = self.adopt_device(&rec, ctx).await?.unwrap_or(rec);
+                    }
+                }
+            }
+        }
+
+        // Inside the grace window the old token is a read-only alias: hand back the successor.
+        if successor.is_some() {
+            return Ok(Resolution {
+                idle_expires_at: rec.idle_expires_at,
+                session: rec,
+                policy,
+                rotated: successor,
+                renewed: false,
+                drift,
+                step_up_forced,
+                now,
+            });
+        }
+
+        if policy.rotation_interval.is_some_and(|every| now.since(rec.rotated_at) >= every) {
+            let (session, token) = self.rotate_verified(rec, &v, &policy, now, None).await?;
+            return Ok(Resolution {
+                idle_expires_at: session.idle_expires_at,
+                session,
+                policy,
+                rotated: Some(token),
+                renewed: true,
+                drift,
+                step_up_forced,
+                now,
+            });
+        }
+
+        let idle = policy.idle_timeout;
+        let threshold = Duration::from_secs_f64(idle.as_secs_f64() * policy.renewal_fraction);
+        let mut idle_expires_at = rec.idle_expires_at;
+        let mut renewed = false;
+        if now.since(rec.last_seen_at) >= threshold {
+            idle_expires_at = now.plus(idle).min(rec.absolute_expires_at);
+            let ip = ctx.ip.map(|ip| ip.to_string());
+            self.inner.store.renew(&rec.id, now, idle_expires_at, ip.as_deref()).await?;
+            self.emit(vec![Event::new(now, EventKind::Renewed, Some(rec.id), &rec.subject, &rec.tenant)]).await;
+            renewed = true;
+        }
+        Ok(Resolution { session: rec, policy, idle_expires_at, rotated: None, renewed, drift, step_up_forced, now })
+    }
+
+    fn drift(&self, rec: &SessionRecord, policy: &Policy, ctx: &RequestContext<'_>) -> (Option<Drift>, BindingAction) {
+        if let (Some(seen), Some(now_ua)) = (rec.device.user_agent.as_deref(), ctx.user_agent) {
+            if policy.binding.user_agent != BindingAction::Allow && ua_family(seen) != ua_family(now_ua) {
+                return (Some(Drift::UserAgentFamily), policy.binding.user_agent);
+            }
+        }
+        let known =
+            rec.device.last_ip.as_deref().or(rec.device.first_ip.as_deref()).and_then(|s| s.parse::<IpAddr>().ok());
+        if let (Some(known), Some(ip)) = (known, ctx.ip) {
+            if policy.binding.ip_prefix != BindingAction::Allow && !same_prefix(known, ip) {
+                return (Some(Drift::IpPrefix), policy.binding.ip_prefix);
+            }
+        }
+        (None, BindingAction::Allow)
+    }
+
+    async fn adopt_device(
+        &self,
+        rec: &Arc<SessionRecord>,
+        ctx: &RequestContext<'_>,
+    ) -> Result<Option<Arc<SessionRecord>>> {
+        let mut next = (**rec).clone();
+        if let Some(ua) = ctx.user_agent {
+            let mut ua = ua.to_owned();
+            truncate(&mut ua, 512);
+            next.device.user_agent = Some(ua);
+        }
+        if let Some(ip) = ctx.ip {
+            next.device.last_ip = Some(ip.to_string());
+        }
+        next.version += 1;
+        match self.inner.store.update(next.clone(), rec.version).await? {
+            UpdateOutcome::Updated => Ok(Some(Arc::new(next))),
+            _ => Ok(None),
+        }
+    }
+
+    /// The remaining idle and absolute time of a session, without renewing it.
+    ///
+    /// # Errors
+    /// As [`Engine::resolve`].
+    pub async fn peek(&self, token: &str) -> Result<Remaining> {
+        let v = self.inner.keys.verify(token)?;
+        let now = self.now();
+        let (found, _, _) = self.live(&v, now).await?;
+        let r = &found.record;
+        Ok(Remaining {
+            idle: r.idle_expires_at.min(r.absolute_expires_at).since(now),
+            absolute: r.absolute_expires_at.since(now),
+        })
+    }
+
+    /// Issues a new token for the session of `token`, keeping the session and its data. The
+    /// old token stays a read-only alias for the grace window (presenting it yields this same
+    /// successor); after that, presenting it revokes the session as theft.
+    ///
+    /// # Errors
+    /// As [`Engine::resolve`].
+    pub async fn rotate(&self, token: &str) -> Result<(Arc<SessionRecord>, SessionToken)> {
+        let v = self.inner.keys.verify(token)?;
+        let now = self.now();
+        let (found, successor, policy) = self.live(&v, now).await?;
+        if let Some(s) = successor {
+            return Ok((found.record, s));
+        }
+        self.rotate_verified(found.record, &v, &policy, now, None).await
+    }
+
+    /// Records a step-up: new `auth_time`, AAL and AMR, and a new token (as [`Engine::rotate`]).
+    ///
+    /// # Errors
+    /// As [`Engine::resolve`]; a malformed AAL or AMR.
+    pub async fn elevate(
+        &self,
+        token: &str,
+        aal: u8,
+        amr: Vec<String>,
+        ctx: &RequestContext<'_>,
+    ) -> Result<(Arc<SessionRecord>, SessionToken)> {
+        if !(1..=3).contains(&aal) {
+            return Err(MalformedInput::Field("aal must be 1 to 3").into());
+        }
+        check_amr(&amr)?;
+        let v = self.inner.keys.verify(token)?;
+        let now = self.now();
+        let (found, _, policy) = self.live(&v, now).await?;
+        let device = (ctx.user_agent.map(str::to_owned), ctx.ip.map(|i| i.to_string()));
+        self.rotate_verified(found.record, &v, &policy, now, Some((aal, amr, device))).await
+    }
+
+    async fn rotate_verified(
+        &self,
+        mut rec: Arc<SessionRecord>,
+        v: &VerifiedToken,
+        policy: &Policy,
+        now: UnixMs,
+        elevate: Option<(u8, Vec<String>, (Option<String>, Option<String>))>,
+    ) -> Result<(Arc<SessionRecord>, SessionToken)> {
+        for _ in 0..CAS_RETRIES {
+            if rec.token_hash != *v.hash() {
+                // Someone rotated first: if our token is a fresh alias, take its successor.
+                return match rec.retired.iter().find(|r| r.hash == *v.hash()) {
+                    Some(RetiredToken { grace_until, successor: Some(s), .. })
+                        if now < *grace_until && elevate.is_none() =>
+                    {
+                        Ok((rec.clone(), self.inner.keys.unseal(s, v)))
+                    }
+                    _ => Err(ClientError::UnknownSession.into()),
+                };
+            }
+            let token = self.inner.keys.mint();
+            let mut next = (*rec).clone();
+            next.retired.insert(
+                0,
+                RetiredToken {
+                    hash: *v.hash(),
+                    grace_until: now.plus(self.inner.config.rotation_grace),
+                    successor: Some(KeyRing::seal(&token, v)),
+                },
+            );
+            next.retired.truncate(RETIRED_KEPT);
+            next.token_hash = *token.hash();
+            next.rotated_at = now;
+            next.last_seen_at = now;
+            next.idle_expires_at = now.plus(policy.idle_timeout).min(next.absolute_expires_at);
+            next.version += 1;
+            let kind = if let Some((aal, amr, (ua, ip))) = &elevate {
+                next.aal = *aal;
+                next.amr = amr.clone();
+                next.auth_time = now;
+                if let Some(ua) = ua {
+                    next.device.user_agent = Some(ua.clone());
+                }
+                if let Some(ip) = ip {
+                    next.device.last_ip = Some(ip.clone());
+                }
+                EventKind::Elevated
+            } else {
+                EventKind::Rotated
+            };
+            match self.inner.store.update(next.clone(), rec.version).await? {
+                UpdateOutcome::Updated => {
+                    self.emit(vec![Event::new(now, kind, Some(next.id), &next.subject, &next.tenant)
+                        .with_detail(format!("token_hash={}", token.hash().short()))])
+                        .await;
+                    return Ok((Arc::new(next), token));
+                }
+                UpdateOutcome::Conflict(current) => rec = current,
+                UpdateOutcome::Missing => return Err(ClientError::UnknownSession.into()),
+                #[allow(unreachable_patterns)]
+                _ => return Err(ClientError::UnknownSession.into()),
+            }
+        }
+        Err(Error::Conflict { current: rec.revision })
+    }
+
+    /// The session with public id `id`, if it is live.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn get(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>> {
+        let now = self.now();
+        Ok(self
+            .inner
+            .store
+            .find_by_id(id)
+            .await?
+            .filter(|l| l.record.is_live(now) && l.record.epoch >= l.subject_epoch)
+            .map(|l| l.record))
+    }
+
+    /// Sets `key` in a session's data. With `expected_revision`, writes only if the data is
+    /// still at that revision (compare-and-set). Returns the new revision.
+    ///
+    /// # Errors
+    /// [`Error::Conflict`] when the revision moved; [`Error::NotFound`] when the session is
+    /// gone (a late write never resurrects it); invalid key or oversized data.
+    pub async fn set_data(
+        &self,
+        id: &SessionId,
+        key: &str,
+        value: serde_json::Value,
+        expected_revision: Option<u64>,
+    ) -> Result<u64> {
+        check_name(key, "data key")?;
+        self.change_data(id, expected_revision, |d| {
+            d.insert(key.to_owned(), value.clone());
+        })
+        .await
+    }
+
+    /// Removes `key` from a session's data; as [`Engine::set_data`].
+    ///
+    /// # Errors
+    /// As [`Engine::set_data`].
+    pub async fn remove_data(&self, id: &SessionId, key: &str, expected_revision: Option<u64>) -> Result<u64> {
+        self.change_data(id, expected_revision, |d| {
+            d.remove(key);
+        })
+        .await
+    }
+
+    async fn change_data(
+        &self,
+        id: &SessionId,
+        expected: Option<u64>,
+        f: impl Fn(&mut BTreeMap<String, serde_json::Value>),
+    ) -> Result<u64> {
+        let now = self.now();
+        let Some(mut found) = self.inner.store.find_by_id(id).await? else {
+            return Err(Error::NotFound(*id));
+        };
+        for _ in 0..CAS_RETRIES {
+            let rec = &found.record;
+            if !rec.is_live(now) || rec.epoch < found.subject_epoch {
+                return Err(Error::NotFound(*id));
+            }
+            if let Some(exp) = expected {
+                if exp != rec.revision {
+                    return Err(Error::Conflict { current: rec.revision });
+                }
+            }
+            let mut next = (**rec).clone();
+            f(&mut next.data);
+            if next.data == rec.data {
+                return Ok(rec.revision);
+            }
+            check_data(&next.data)?;
+            next.revision += 1;
+            next.version += 1;
+            match self.inner.store.update(next.clone(), rec.version).await? {
+                UpdateOutcome::Updated => {
+                    self.emit(vec![Event::new(
+                        now,
+                        EventKind::DataChanged,
+                        Some(next.id),
+                        &next.subject,
+                        &next.tenant,
+                    )])
+                    .await;
+                    return Ok(next.revision);
+                }
+                UpdateOutcome::Conflict(current) => {
+                    found = Lookup { record: current, subject_epoch: found.subject_epoch }
+                }
+                _ => return Err(Error::NotFound(*id)),
+            }
+        }
+        Err(Error::Conflict { current: found.record.revision })
+    }
+
+    /// Revokes one session by id. Returns whether it existed.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn revoke(&self, id: &SessionId, reason: RevokeReason) -> Result<bool> {
+        let now = self.now();
+        match self.inner.store.delete(id).await? {
+            Some(gone) => {
+                self.emit(vec![Event::new(
+                    now,
+                    EventKind::Revoked(reason),
+                    Some(gone.id),
+                    &gone.subject,
+                    &gone.tenant,
+                )])
+                .await;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// Ends the session of `token` (logout). Idempotent: an already-ended session is fine.
+    /// Returns the ended session's id, if there was one.
+    ///
+    /// # Errors
+    /// A malformed or forged token; store failures.
+    pub async fn logout(&self, token: &str) -> Result<Option<SessionId>> {
+        let v = self.inner.keys.verify(token)?;
+        let Some(found) = self.inner.store.find_by_token(v.hash()).await? else {
+            return Ok(None);
+        };
+        let id = found.record.id;
+        Ok(self.revoke(&id, RevokeReason::Logout).await?.then_some(id))
+    }
+
+    /// Revokes all sessions of a subject, optionally except one (e.g. "log out my other
+    /// devices"). Returns the revoked ids.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn revoke_subject(
+        &self,
+        tenant: &str,
+        subject: &str,
+        except: Option<&SessionId>,
+        reason: RevokeReason,
+    ) -> Result<Vec<SessionId>> {
+        let now = self.now();
+        let gone = self.inner.store.delete_subject(tenant, subject, except).await?;
+        self.emit(
+            gone.iter()
+                .map(|r| Event::new(now, EventKind::Revoked(reason), Some(r.id), &r.subject, &r.tenant))
+                .collect(),
+        )
+        .await;
+        Ok(gone.iter().map(|r| r.id).collect())
+    }
+
+    /// Revokes every session of a tenant.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn revoke_tenant(&self, tenant: &str) -> Result<Vec<SessionId>> {
+        let now = self.now();
+        let gone = self.inner.store.delete_tenant(tenant).await?;
+        self.emit(
+            gone.iter()
+                .map(|r| Event::new(now, EventKind::Revoked(RevokeReason::Tenant), Some(r.id), &r.subject, &r.tenant))
+                .collect(),
+        )
+        .await;
+        Ok(gone.iter().map(|r| r.id).collect())
+    }
+
+    /// Bumps a subject's security epoch: every existing session of the subject stops
+    /// resolving at once, in O(1) (password change, MFA change, account disabled). Sessions
+    /// created afterwards are unaffected. Returns the new epoch.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn bump_epoch(&self, tenant: &str, subject: &str) -> Result<u64> {
+        let now = self.now();
+        let epoch = self.inner.store.bump_epoch(tenant, subject).await?;
+        self.emit(vec![Event::new(now, EventKind::Revoked(RevokeReason::Epoch), None, subject, tenant)
+            .with_detail(format!("epoch={epoch}"))])
+            .await;
+        Ok(epoch)
+    }
+
+    /// A page of a subject's live sessions, oldest first (at most [`MAX_PAGE`]).
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn list(&self, tenant: &str, subject: &str, after: Option<PageCursor>, limit: usize) -> Result<Page> {
+        let now = self.now();
+        let epoch = self.inner.store.subject_epoch(tenant, subject).await?;
+        let mut page = self.inner.store.list_subject(tenant, subject, after, limit.clamp(1, MAX_PAGE), now).await?;
+        page.sessions.retain(|r| r.epoch >= epoch);
+        Ok(page)
+    }
+
+    /// Removes up to `max` expired sessions and emits `expired.idle` / `expired.absolute`.
+    /// Call it from a background task, never on the request path. Returns how many went.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn sweep(&self, max: usize) -> Result<usize> {
+        let now = self.now();
+        let gone = self.inner.store.sweep_expired(now, max).await?;
+        let events = gone
+            .iter()
+            .map(|x| {
+                let kind = match x.why {
+                    Expiry::Absolute => EventKind::ExpiredAbsolute,
+                    Expiry::Idle => EventKind::ExpiredIdle,
+                };
+                Event::new(now, kind, Some(x.record.id), &x.record.subject, &x.record.tenant)
+            })
+            .collect();
+        self.emit(events).await;
+        Ok(gone.len())
+    }
+
+    /// Events after `cursor`, in order.
+    ///
+    /// # Errors
+    /// Store failures.
+    pub async fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
+        Ok(self.inner.store.read_events(after, limit.clamp(1, 10_000)).await?)
+    }
+}
+
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
+    }
+}
+
+fn check_amr(amr: &[String]) -> Result<(), MalformedInput> {
+    if amr.len() > 16 {
+        return Err(MalformedInput::Field("at most 16 amr values"));
+    }
+    amr.iter().try_for_each(|a| check_name(a, "amr"))
+}
+
+fn check_data(data: &BTreeMap<String, serde_json::Value>) -> Result<(), MalformedInput> {
+    if data.len() > MAX_DATA_KEYS {
+        return Err(MalformedInput::Field("session data holds at most 64 keys"));
+    }
+    for k in data.keys() {
+        check_name(k, "data key")?;
+    }
+    let size = serde_json::to_vec(data).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size > MAX_DATA_BYTES {
+        return Err(MalformedInput::Field("session data is larger than 8 KiB"));
+    }
+    Ok(())
+}
