@@ -1,1 +1,277 @@
-//! placeholder
+//! # sessiond-conformance
+//!
+//! The one store conformance suite every [`SessionStore`] passes, and the test kit it is made
+//! of: a [`Harness`] (engine over a store, with a [`ManualClock`] and test-sized policies) and
+//! a [`CountingStore`] decorator that counts store calls.
+//!
+//! A store crate runs the whole suite from its own tests with one line:
+//!
+//! ```ignore
+//! async fn make_store() -> std::sync::Arc<dyn sessiond_core::SessionStore> { /* fresh, isolated store */ }
+//! sessiond_conformance::conformance_tests!(make_store);
+//! ```
+//!
+//! The factory must return a store isolated from every other store it returned (its own
+//! directory, key prefix or schema): cases run in parallel and move their clocks by hours.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sessiond_core::event::Event;
+use sessiond_core::id::SessionId;
+use sessiond_core::policy::{Binding, BindingAction, LimitAction, Policies, Policy};
+use sessiond_core::record::SessionRecord;
+use sessiond_core::store::{CreateOutcome, Expired, LimitRule, Lookup, Page, PageCursor, UpdateOutcome};
+use sessiond_core::time::{Clock, ManualClock, SystemClock, UnixMs};
+use sessiond_core::token::{KeyId, KeyRing, SigningKey, TokenHash};
+use sessiond_core::{CreateRequest, Engine, EngineConfig, SessionStore, StoreError};
+
+pub mod cases;
+
+/// Idle timeout of the `test` policy.
+pub const IDLE: Duration = Duration::from_secs(60);
+/// Absolute lifetime of the `test` policy.
+pub const ABSOLUTE: Duration = Duration::from_secs(300);
+/// Rotation interval of the `rotating` policy.
+pub const ROTATE_EVERY: Duration = Duration::from_secs(30);
+/// Grace window of the harness engine.
+pub const GRACE: Duration = Duration::from_secs(10);
+
+/// Test-sized policy classes: `test` (idle 60 s, absolute 300 s, no rotation), `rotating`
+/// (rotation every 30 s), `limit-deny` / `limit-oldest` / `limit-idlest` (5 sessions),
+/// `bind-revoke` (revoke on IP or user-agent drift), plus the presets.
+pub fn test_policies() -> Policies {
+    let test = Policy {
+        name: "test".into(),
+        idle_timeout: IDLE,
+        absolute_lifetime: ABSOLUTE,
+        rotation_interval: None,
+        renewal_fraction: 0.1,
+        max_sessions: None,
+        on_limit: LimitAction::DenyNew,
+        persistent: false,
+        binding: Binding::default(),
+    };
+    let mut p = Policies::default();
+    let mut add = |pol: Policy| p.insert(pol).unwrap_or_else(|e| panic!("test policy invalid: {e}"));
+    add(test.clone());
+    add(Policy { name: "rotating".into(), rotation_interval: Some(ROTATE_EVERY), ..test.clone() });
+    for (name, action) in [
+        ("limit-deny", LimitAction::DenyNew),
+        ("limit-oldest", LimitAction::EvictOldest),
+        ("limit-idlest", LimitAction::EvictIdlest),
+    ] {
+        add(Policy { name: name.into(), max_sessions: Some(5), on_limit: action, ..test.clone() });
+    }
+    add(Policy {
+        name: "bind-revoke".into(),
+        binding: Binding { user_agent: BindingAction::Revoke, ip_prefix: BindingAction::Revoke },
+        ..test
+    });
+    p
+}
+
+/// An engine over a store with a manual clock, a fresh key ring and [`test_policies`].
+pub struct Harness {
+    /// The engine.
+    pub engine: Engine,
+    /// Its clock, starting at the real current time (stores may derive TTLs from deadlines).
+    pub clock: Arc<ManualClock>,
+    /// The store, wrapped in a call counter.
+    pub store: Arc<CountingStore>,
+    /// A tenant unique to this harness.
+    pub tenant: String,
+}
+
+impl Harness {
+    /// A harness over `store`.
+    pub fn new(store: Arc<dyn SessionStore>) -> Self {
+        let clock = Arc::new(ManualClock::new(SystemClock.now()));
+        let store = Arc::new(CountingStore::new(store));
+        let engine = Engine::builder(store.clone(), KeyRing::single(KeyId(1), SigningKey::generate()))
+            .with_policies(test_policies())
+            .with_clock(clock.clone())
+            .with_config(EngineConfig { rotation_grace: GRACE })
+            .build();
+        let tenant = format!("t-{}", SessionId::from_bytes(sessiond_core::token::os_random::<16>()));
+        Self { engine, clock, store, tenant }
+    }
+
+    /// A create request for `subject` in this harness's tenant under `policy`.
+    pub fn request(&self, subject: &str, policy: &str) -> CreateRequest {
+        CreateRequest {
+            subject: subject.into(),
+            tenant: self.tenant.clone(),
+            policy: Some(policy.into()),
+            aal: 1,
+            amr: vec!["pwd".into()],
+            ..Default::default()
+        }
+    }
+
+    /// Moves the clock forward.
+    pub fn advance(&self, d: Duration) {
+        self.clock.advance(d);
+    }
+}
+
+/// Counts calls to each [`SessionStore`] method of the store it wraps.
+pub struct CountingStore {
+    inner: Arc<dyn SessionStore>,
+    /// Calls to `find_by_token` and `find_by_id`.
+    pub finds: AtomicUsize,
+    /// Calls to `renew`.
+    pub renews: AtomicUsize,
+    /// Calls to `update`.
+    pub updates: AtomicUsize,
+    /// Calls to any method that writes.
+    pub writes: AtomicUsize,
+}
+
+impl CountingStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn SessionStore>) -> Self {
+        Self {
+            inner,
+            finds: AtomicUsize::new(0),
+            renews: AtomicUsize::new(0),
+            updates: AtomicUsize::new(0),
+            writes: AtomicUsize::new(0),
+        }
+    }
+
+    /// Current value of a counter.
+    pub fn get(c: &AtomicUsize) -> usize {
+        c.load(Ordering::SeqCst)
+    }
+
+    fn bump(c: &AtomicUsize) {
+        c.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl SessionStore for CountingStore {
+    async fn create(
+        &self,
+        record: SessionRecord,
+        limit: Option<LimitRule>,
+        now: UnixMs,
+    ) -> Result<CreateOutcome, StoreError> {
+        Self::bump(&self.writes);
+        self.inner.create(record, limit, now).await
+    }
+    async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError> {
+        Self::bump(&self.finds);
+        self.inner.find_by_token(hash).await
+    }
+    async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError> {
+        Self::bump(&self.finds);
+        self.inner.find_by_id(id).await
+    }
+    async fn update(&self, record: SessionRecord, expected_version: u64) -> Result<UpdateOutcome, StoreError> {
+        Self::bump(&self.writes);
+        Self::bump(&self.updates);
+        self.inner.update(record, expected_version).await
+    }
+    async fn renew(&self, id: &SessionId, seen: UnixMs, idle: UnixMs, ip: Option<&str>) -> Result<(), StoreError> {
+        Self::bump(&self.writes);
+        Self::bump(&self.renews);
+        self.inner.renew(id, seen, idle, ip).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        Self::bump(&self.writes);
+        self.inner.delete(id).await
+    }
+    async fn delete_subject(
+        &self,
+        tenant: &str,
+        subject: &str,
+        except: Option<&SessionId>,
+    ) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+        Self::bump(&self.writes);
+        self.inner.delete_subject(tenant, subject, except).await
+    }
+    async fn delete_tenant(&self, tenant: &str) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+        Self::bump(&self.writes);
+        self.inner.delete_tenant(tenant).await
+    }
+    async fn list_subject(
+        &self,
+        tenant: &str,
+        subject: &str,
+        after: Option<PageCursor>,
+        limit: usize,
+        now: UnixMs,
+    ) -> Result<Page, StoreError> {
+        self.inner.list_subject(tenant, subject, after, limit, now).await
+    }
+    async fn subject_epoch(&self, tenant: &str, subject: &str) -> Result<u64, StoreError> {
+        self.inner.subject_epoch(tenant, subject).await
+    }
+    async fn bump_epoch(&self, tenant: &str, subject: &str) -> Result<u64, StoreError> {
+        Self::bump(&self.writes);
+        self.inner.bump_epoch(tenant, subject).await
+    }
+    async fn sweep_expired(&self, now: UnixMs, max: usize) -> Result<Vec<Expired>, StoreError> {
+        Self::bump(&self.writes);
+        self.inner.sweep_expired(now, max).await
+    }
+    async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
+        self.inner.append_events(events).await
+    }
+    async fn read_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.inner.read_events(after, limit).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+/// Generates one `#[tokio::test]` per conformance case, each over a fresh store from
+/// `$factory` (an `async fn() -> Arc<dyn SessionStore>`).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::conformance_tests!(@cases $factory;
+            create_resolve_round_trip,
+            forged_tokens_never_reach_the_store,
+            unknown_token_is_unknown_session,
+            idle_timeout_ends_session,
+            absolute_timeout_ends_active_session,
+            renewal_is_throttled,
+            rotation_grace_returns_same_successor_then_detects_theft,
+            parallel_resolves_during_rotation_share_one_successor,
+            interval_rotation_on_resolve,
+            elevate_updates_assurance_and_rotates,
+            limit_deny_new,
+            limit_evict_oldest,
+            limit_evict_idlest,
+            parallel_creates_never_exceed_limit,
+            data_compare_and_set_and_no_resurrection,
+            revoke_one_subject_tenant,
+            epoch_bump_revokes_existing_sessions_only,
+            list_paginates_live_sessions_of_one_subject,
+            sweeper_removes_expired_and_emits_events,
+            events_are_ordered_and_read_from_a_cursor,
+            prelogin_token_is_revoked_not_adopted,
+            logout_replay_is_refused,
+            binding_revoke_policy,
+            peek_does_not_renew,
+            retired_token_found_only_while_remembered,
+        );
+    };
+    (@cases $factory:path; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store = $factory().await;
+                $crate::cases::$case(store).await;
+            }
+        )*
+    };
+}
