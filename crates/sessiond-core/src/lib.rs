@@ -23,6 +23,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[doc = include_str!("../../../docs/engine.md")]
+pub mod guide {}
+
 pub mod binding;
 pub mod engine;
 pub mod error;

@@ -58,8 +58,12 @@ struct Inner {
     by_token: FastMap<TokenHash, SessionId>,
     subjects: BTreeMap<(String, String), SubjectIndex>,
     expiry: BTreeSet<(UnixMs, SessionId)>,
-    events: Vec<Event>,
+    events: std::collections::VecDeque<Event>,
+    next_cursor: u64,
 }
+
+/// Events the memory store keeps; older ones are dropped (it is not a durable log).
+pub const MEMORY_EVENTS_KEPT: usize = 100_000;
 
 /// The in-memory store.
 ///
@@ -321,15 +325,19 @@ impl SessionStore for MemoryStore {
     async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
         let mut g = self.write();
         for mut e in events {
-            e.cursor = g.events.len() as u64 + 1;
-            g.events.push(e);
+            g.next_cursor += 1;
+            e.cursor = g.next_cursor;
+            g.events.push_back(e);
+            if g.events.len() > MEMORY_EVENTS_KEPT {
+                g.events.pop_front();
+            }
         }
         Ok(())
     }
 
     async fn read_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
         let g = self.read();
-        let start = usize::try_from(after).unwrap_or(usize::MAX).min(g.events.len());
-        Ok(g.events[start..].iter().take(limit).cloned().collect())
+        let start = g.events.partition_point(|e| e.cursor <= after);
+        Ok(g.events.range(start..).take(limit).cloned().collect())
     }
 }

@@ -23,7 +23,6 @@
 //! `getrandom`. Unlike session ids ([`crate::id::IdSource`]), this source is deliberately not
 //! injectable: no configuration, test helper or feature can substitute a seeded generator.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -110,12 +109,13 @@ impl fmt::Debug for SigningKey {
 #[derive(Clone)]
 pub struct KeyRing {
     signer: KeyId,
-    macs: Arc<HashMap<KeyId, HmacSha256>>,
+    /// Few keys (usually one to three): a linear scan beats hashing the key id.
+    macs: Arc<Vec<(KeyId, HmacSha256)>>,
 }
 
 impl fmt::Debug for KeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut ids: Vec<_> = self.macs.keys().collect();
+        let mut ids: Vec<_> = self.macs.iter().map(|(k, _)| k).collect();
         ids.sort();
         f.debug_struct("KeyRing").field("signer", &self.signer).field("key_ids", &ids).finish()
     }
@@ -132,13 +132,14 @@ impl KeyRing {
     /// # Errors
     /// [`crate::Error::ApiMisuse`] when `signer` is not among `keys`.
     pub fn new(signer: KeyId, keys: impl IntoIterator<Item = (KeyId, SigningKey)>) -> crate::Result<Self> {
-        let mut macs = HashMap::new();
+        let mut macs: Vec<(KeyId, HmacSha256)> = Vec::new();
         for (id, key) in keys {
             #[allow(clippy::expect_used)] // HMAC accepts keys of any length
             let mac = HmacSha256::new_from_slice(key.expose_bytes()).expect("HMAC takes any key length");
-            macs.insert(id, mac);
+            macs.retain(|(k, _)| *k != id);
+            macs.push((id, mac));
         }
-        if !macs.contains_key(&signer) {
+        if !macs.iter().any(|(k, _)| *k == signer) {
             return Err(crate::Error::ApiMisuse("the signing key id is not in the key ring"));
         }
         Ok(Self { signer, macs: Arc::new(macs) })
@@ -149,8 +150,12 @@ impl KeyRing {
         self.signer
     }
 
+    fn mac(&self, kid: KeyId) -> Option<&HmacSha256> {
+        self.macs.iter().find(|(k, _)| *k == kid).map(|(_, m)| m)
+    }
+
     fn tag(&self, kid: KeyId, body: &[u8]) -> Option<[u8; 32]> {
-        let mut mac = self.macs.get(&kid)?.clone();
+        let mut mac = self.mac(kid)?.clone();
         mac.update(TOKEN_PREFIX.as_bytes());
         mac.update(body);
         Some(mac.finalize().into_bytes().into())
@@ -212,7 +217,7 @@ impl KeyRing {
     }
 
     fn csrf_with(&self, kid: KeyId, id: &SessionId) -> Option<String> {
-        let mut mac = self.macs.get(&kid)?.clone();
+        let mut mac = self.mac(kid)?.clone();
         mac.update(CSRF_DOMAIN);
         mac.update(id.as_bytes());
         let tag = mac.finalize().into_bytes();
