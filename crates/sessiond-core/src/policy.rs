@@ -5,7 +5,6 @@
 //! §4.3). The [`Policy::default`] policy satisfies every source at once: idle 15 minutes,
 //! absolute 12 hours.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -170,18 +169,13 @@ impl Policy {
 /// The set of policy classes an engine knows, by name. Always contains `default`.
 #[derive(Debug, Clone)]
 pub struct Policies {
-    by_name: HashMap<String, Arc<Policy>>,
+    /// Few classes, looked up on every resolve: a linear scan of short names beats hashing.
+    by_name: Vec<Arc<Policy>>,
 }
 
 impl Default for Policies {
     fn default() -> Self {
-        let mut by_name = HashMap::new();
-        for name in Policy::PRESETS {
-            if let Some(p) = Policy::preset(name) {
-                by_name.insert(name.to_owned(), Arc::new(p));
-            }
-        }
-        Self { by_name }
+        Self { by_name: Policy::PRESETS.iter().filter_map(|n| Policy::preset(n)).map(Arc::new).collect() }
     }
 }
 
@@ -192,18 +186,19 @@ impl Policies {
     /// When the policy breaks a rule of [`Policy::validate`].
     pub fn insert(&mut self, policy: Policy) -> Result<(), MalformedInput> {
         policy.validate()?;
-        self.by_name.insert(policy.name.clone(), Arc::new(policy));
+        self.by_name.retain(|p| p.name != policy.name);
+        self.by_name.push(Arc::new(policy));
         Ok(())
     }
 
     /// The class named `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Policy>> {
-        self.by_name.get(name)
+        self.by_name.iter().find(|p| p.name == name)
     }
 
     /// All classes.
     pub fn iter(&self) -> impl Iterator<Item = &Arc<Policy>> {
-        self.by_name.values()
+        self.by_name.iter()
     }
 }
 

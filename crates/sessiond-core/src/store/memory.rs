@@ -40,7 +40,7 @@ impl Hasher for RandomKeyHasher {
 
 type FastMap<K, V> = HashMap<K, V, BuildHasherDefault<RandomKeyHasher>>;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Entry {
     record: Arc<SessionRecord>,
     epoch: Arc<AtomicU64>,
@@ -55,7 +55,8 @@ struct SubjectIndex {
 #[derive(Debug, Default)]
 struct Inner {
     sessions: FastMap<SessionId, Entry>,
-    by_token: FastMap<TokenHash, SessionId>,
+    /// Token hash → the entry itself (not its id), so the hot path does one lookup.
+    by_token: FastMap<TokenHash, Entry>,
     subjects: BTreeMap<(String, String), SubjectIndex>,
     expiry: BTreeSet<(UnixMs, SessionId)>,
     events: std::collections::VecDeque<Event>,
@@ -110,18 +111,19 @@ impl Inner {
         let subject = self.subjects.entry(key).or_default();
         subject.sessions.insert((record.created_at, record.id));
         let epoch = subject.epoch.clone();
-        for h in record.lookup_hashes() {
-            self.by_token.insert(*h, record.id);
+        let entry = Entry { record: Arc::new(record), epoch };
+        for h in entry.record.lookup_hashes() {
+            self.by_token.insert(*h, entry.clone());
         }
-        self.expiry.insert((record.deadline(), record.id));
-        self.sessions.insert(record.id, Entry { record: Arc::new(record), epoch });
+        self.expiry.insert((entry.record.deadline(), entry.record.id));
+        self.sessions.insert(entry.record.id, entry);
     }
 
     fn remove(&mut self, id: &SessionId) -> Option<Arc<SessionRecord>> {
         let entry = self.sessions.remove(id)?;
         let r = entry.record;
         for h in r.lookup_hashes() {
-            if self.by_token.get(h) == Some(id) {
+            if self.by_token.get(h).is_some_and(|e| e.record.id == *id) {
                 self.by_token.remove(h);
             }
         }
@@ -187,7 +189,6 @@ impl SessionStore for MemoryStore {
         let g = self.read();
         Ok(g.by_token
             .get(hash)
-            .and_then(|id| g.sessions.get(id))
             .map(|e| Lookup { record: e.record.clone(), subject_epoch: e.epoch.load(Ordering::Acquire) }))
     }
 
