@@ -8,8 +8,19 @@ if ! command -v cargo >/dev/null; then
   echo "cargo is required (https://rustup.rs)" >&2
   exit 1
 fi
+# Debian packages the tests use: randomness gates (rngtest, ent).
+missing=()
+command -v rngtest >/dev/null || missing+=(rng-tools5)
+command -v ent >/dev/null || missing+=(ent)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing ${missing[*]}" >&2
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 if [ -x scripts/ensure-services.sh ]; then
   scripts/ensure-services.sh
 fi
+export SESSIOND_REQUIRE_TOOLS=1
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc "$@"
