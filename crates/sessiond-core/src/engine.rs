@@ -615,8 +615,9 @@ impl Engine {
         let v = self.inner.keys.verify(token)?;
         let now = self.now();
         let (found, _, policy) = self.live(&v, now).await?;
-        let device = (ctx.user_agent.map(str::to_owned), ctx.ip.map(|i| i.to_string()));
-        self.rotate_verified(found.record, &v, &policy, now, Some((aal, amr, device))).await
+        let e =
+            Elevation { aal, amr, user_agent: ctx.user_agent.map(str::to_owned), ip: ctx.ip.map(|i| i.to_string()) };
+        self.rotate_verified(found.record, &v, &policy, now, Some(e)).await
     }
 
     async fn rotate_verified(
@@ -625,7 +626,7 @@ impl Engine {
         v: &VerifiedToken,
         policy: &Policy,
         now: UnixMs,
-        elevate: Option<(u8, Vec<String>, (Option<String>, Option<String>))>,
+        elevate: Option<Elevation>,
     ) -> Result<(Arc<SessionRecord>, SessionToken)> {
         for _ in 0..CAS_RETRIES {
             if rec.token_hash != *v.hash() {
@@ -655,14 +656,14 @@ impl Engine {
             next.last_seen_at = now;
             next.idle_expires_at = now.plus(policy.idle_timeout).min(next.absolute_expires_at);
             next.version += 1;
-            let kind = if let Some((aal, amr, (ua, ip))) = &elevate {
-                next.aal = *aal;
-                next.amr = amr.clone();
+            let kind = if let Some(e) = &elevate {
+                next.aal = e.aal;
+                next.amr = e.amr.clone();
                 next.auth_time = now;
-                if let Some(ua) = ua {
+                if let Some(ua) = &e.user_agent {
                     next.device.user_agent = Some(ua.clone());
                 }
-                if let Some(ip) = ip {
+                if let Some(ip) = &e.ip {
                     next.device.last_ip = Some(ip.clone());
                 }
                 EventKind::Elevated
@@ -911,6 +912,14 @@ impl Engine {
     pub async fn events(&self, after: u64, limit: usize) -> Result<Vec<Event>> {
         Ok(self.inner.store.read_events(after, limit.clamp(1, 10_000)).await?)
     }
+}
+
+/// What a step-up changes besides the token.
+struct Elevation {
+    aal: u8,
+    amr: Vec<String>,
+    user_agent: Option<String>,
+    ip: Option<String>,
 }
 
 fn truncate(s: &mut String, max: usize) {

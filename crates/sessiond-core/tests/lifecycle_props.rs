@@ -168,9 +168,9 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             _ => {}
         }
         // Invariant: limits hold after every step.
-        for s in 0..2 {
-            let live = h.engine.list(&h.tenant, SUBJECTS[s], None, 1000).await.expect("list").sessions.len();
-            prop_assert!(live <= 5, "{} has {} live sessions", SUBJECTS[s], live);
+        for subject in &SUBJECTS[..2] {
+            let live = h.engine.list(&h.tenant, subject, None, 1000).await.expect("list").sessions.len();
+            prop_assert!(live <= 5, "{} has {} live sessions", subject, live);
         }
         // Invariant: a token the model knows must be dead is refused right now.
         let now = h.engine.now();

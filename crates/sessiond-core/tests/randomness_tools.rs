@@ -12,9 +12,13 @@ use base64::Engine as _;
 use sessiond_core::token::{KeyId, KeyRing, SigningKey, TOKEN_PREFIX};
 
 fn tool(name: &str) -> bool {
-    let found = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().is_ok_and(|o| o.status.success());
+    let found =
+        Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().is_ok_and(|o| o.status.success());
     if !found {
-        assert!(std::env::var_os("SESSIOND_REQUIRE_TOOLS").is_none(), "{name} is required (apt-get install rng-tools5 ent)");
+        assert!(
+            std::env::var_os("SESSIOND_REQUIRE_TOOLS").is_none(),
+            "{name} is required (apt-get install rng-tools5 ent)"
+        );
         eprintln!("SKIPPED: {name} not installed; run scripts/test.sh to install it");
     }
     found

@@ -16,6 +16,7 @@ use crate::time::UnixMs;
 use crate::token::TokenHash;
 
 pub mod memory;
+pub mod near_cache;
 
 /// A session found by the store, with its subject's current security epoch.
 #[derive(Debug, Clone)]

@@ -1,0 +1,384 @@
+//! [`NearCache`]: a per-node read cache in front of a shared store, kept honest by pushed
+//! invalidations.
+//!
+//! Rules that keep a cache from ever extending a revoked session:
+//!
+//! 1. Every write through this node invalidates the local entries of that session first.
+//! 2. Writes on other nodes reach this node as [`Invalidation`]s pushed by the store (Redis
+//!    pub/sub, PostgreSQL `LISTEN/NOTIFY`); the node feeds them to [`NearCache::invalidate`].
+//! 3. When the push channel is lost, the owner calls [`NearCache::set_trusted`]`(false)`: the
+//!    cache is emptied and bypassed until the channel is back and
+//!    [`NearCache::set_trusted`]`(true)` is called (resynchronised: nothing cached survives).
+//! 4. Entries live at most `ttl` (default 1 s) even if a push is silently lost.
+//! 5. A fill that raced with an invalidation is discarded (generation check), so a read that
+//!    started before a revocation cannot re-insert the revoked record.
+//! 6. Only positive lookups of live-looking records are cached; misses always go to the store.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use super::memory::RandomKeyHasher;
+use super::{CreateOutcome, Expired, LimitRule, Lookup, Page, PageCursor, SessionStore, UpdateOutcome};
+use crate::error::StoreError;
+use crate::event::Event;
+use crate::id::SessionId;
+use crate::record::SessionRecord;
+use crate::time::{Clock, UnixMs};
+use crate::token::TokenHash;
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<RandomKeyHasher>>;
+
+/// A change pushed by the store to every node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// One session changed or ended.
+    Session(SessionId),
+    /// A subject's epoch moved, or many of its sessions ended.
+    Subject {
+        /// Tenant.
+        tenant: String,
+        /// Subject.
+        subject: String,
+    },
+    /// Anything may have changed (tenant revocation, sweeps, a reconnect): drop everything.
+    All,
+}
+
+#[derive(Default)]
+struct Entries {
+    by_hash: FastMap<TokenHash, (Lookup, UnixMs)>,
+    by_id: FastMap<SessionId, Vec<TokenHash>>,
+}
+
+impl Entries {
+    fn drop_session(&mut self, id: &SessionId) {
+        if let Some(hashes) = self.by_id.remove(id) {
+            for h in hashes {
+                self.by_hash.remove(&h);
+            }
+        }
+    }
+}
+
+/// The near-cache decorator. Implements [`SessionStore`] by delegating to the inner store.
+pub struct NearCache {
+    inner: Arc<dyn SessionStore>,
+    clock: Arc<dyn Clock>,
+    ttl: Duration,
+    max_entries: usize,
+    entries: RwLock<Entries>,
+    generation: AtomicU64,
+    trusted: AtomicBool,
+}
+
+impl std::fmt::Debug for NearCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NearCache").field("ttl", &self.ttl).field("trusted", &self.is_trusted()).finish_non_exhaustive()
+    }
+}
+
+impl NearCache {
+    /// A cache in front of `inner`, with entries kept at most `ttl`, holding at most
+    /// `max_entries` token hashes. It starts *untrusted*: call
+    /// [`NearCache::set_trusted`]`(true)` once the invalidation channel is subscribed.
+    pub fn new(inner: Arc<dyn SessionStore>, clock: Arc<dyn Clock>, ttl: Duration, max_entries: usize) -> Self {
+        Self {
+            inner,
+            clock,
+            ttl,
+            max_entries,
+            entries: RwLock::new(Entries::default()),
+            generation: AtomicU64::new(0),
+            trusted: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether the cache is answering reads.
+    pub fn is_trusted(&self) -> bool {
+        self.trusted.load(Ordering::Acquire)
+    }
+
+    /// Trust (channel up and subscribed) or distrust (channel lost) the cache. Either way the
+    /// cache is emptied, so nothing read before a gap in the channel survives it.
+    pub fn set_trusted(&self, trusted: bool) {
+        self.clear();
+        self.trusted.store(trusted, Ordering::Release);
+        if !trusted {
+            metrics::counter!("sessiond_near_cache_distrusted_total").increment(1);
+        }
+    }
+
+    /// Applies a pushed invalidation.
+    pub fn invalidate(&self, inv: &Invalidation) {
+        match inv {
+            Invalidation::Session(id) => {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+                self.write().drop_session(id);
+            }
+            Invalidation::Subject { .. } | Invalidation::All => self.clear(),
+        }
+    }
+
+    fn clear(&self) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        let mut g = self.write();
+        g.by_hash.clear();
+        g.by_id.clear();
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn forget(&self, id: &SessionId) {
+        self.invalidate(&Invalidation::Session(*id));
+    }
+
+    /// Number of cached token hashes.
+    pub fn len(&self) -> usize {
+        self.read().by_hash.len()
+    }
+
+    /// Whether nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[async_trait]
+impl SessionStore for NearCache {
+    async fn create(
+        &self,
+        record: SessionRecord,
+        limit: Option<LimitRule>,
+        now: UnixMs,
+    ) -> Result<CreateOutcome, StoreError> {
+        let out = self.inner.create(record, limit, now).await?;
+        if let CreateOutcome::Created { evicted } = &out {
+            for e in evicted {
+                self.forget(&e.id);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError> {
+        let now = self.clock.now();
+        if self.is_trusted() {
+            if let Some((l, at)) = self.read().by_hash.get(hash) {
+                if now.since(*at) < self.ttl && l.record.is_live(now) {
+                    metrics::counter!("sessiond_near_cache_hits_total").increment(1);
+                    return Ok(Some(l.clone()));
+                }
+            }
+        }
+        let generation = self.generation.load(Ordering::Acquire);
+        let found = self.inner.find_by_token(hash).await?;
+        if let Some(l) = &found {
+            if self.is_trusted() && l.record.is_live(now) {
+                let mut g = self.write();
+                // Discard the fill if anything was invalidated while we read the store.
+                if self.generation.load(Ordering::Acquire) == generation {
+                    if g.by_hash.len() >= self.max_entries {
+                        g.by_hash.clear();
+                        g.by_id.clear();
+                    }
+                    g.by_hash.insert(*hash, (l.clone(), now));
+                    g.by_id.entry(l.record.id).or_default().push(*hash);
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError> {
+        self.inner.find_by_id(id).await
+    }
+
+    async fn update(&self, record: SessionRecord, expected_version: u64) -> Result<UpdateOutcome, StoreError> {
+        let id = record.id;
+        self.forget(&id);
+        let out = self.inner.update(record, expected_version).await;
+        self.forget(&id);
+        out
+    }
+
+    async fn renew(
+        &self,
+        id: &SessionId,
+        seen: UnixMs,
+        idle_expires_at: UnixMs,
+        ip: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.forget(id);
+        self.inner.renew(id, seen, idle_expires_at, ip).await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.forget(id);
+        let out = self.inner.delete(id).await;
+        self.forget(id);
+        out
+    }
+
+    async fn delete_subject(
+        &self,
+        tenant: &str,
+        subject: &str,
+        except: Option<&SessionId>,
+    ) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+        let out = self.inner.delete_subject(tenant, subject, except).await;
+        self.clear();
+        out
+    }
+
+    async fn delete_tenant(&self, tenant: &str) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+        let out = self.inner.delete_tenant(tenant).await;
+        self.clear();
+        out
+    }
+
+    async fn list_subject(
+        &self,
+        tenant: &str,
+        subject: &str,
+        after: Option<PageCursor>,
+        limit: usize,
+        now: UnixMs,
+    ) -> Result<Page, StoreError> {
+        self.inner.list_subject(tenant, subject, after, limit, now).await
+    }
+
+    async fn subject_epoch(&self, tenant: &str, subject: &str) -> Result<u64, StoreError> {
+        self.inner.subject_epoch(tenant, subject).await
+    }
+
+    async fn bump_epoch(&self, tenant: &str, subject: &str) -> Result<u64, StoreError> {
+        let out = self.inner.bump_epoch(tenant, subject).await;
+        self.clear();
+        out
+    }
+
+    async fn sweep_expired(&self, now: UnixMs, max: usize) -> Result<Vec<Expired>, StoreError> {
+        let out = self.inner.sweep_expired(now, max).await?;
+        for e in &out {
+            self.forget(&e.record.id);
+        }
+        Ok(out)
+    }
+
+    async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
+        self.inner.append_events(events).await
+    }
+
+    async fn read_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.inner.read_events(after, limit).await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::memory::MemoryStore;
+    use crate::time::ManualClock;
+    use crate::token::{KeyId, KeyRing, SigningKey};
+    use crate::{CreateRequest, Engine, RequestContext};
+
+    /// Two "nodes" share one store; node B reads through a near-cache. Pushed invalidations
+    /// stand in for the store's channel.
+    fn nodes() -> (Engine, Engine, Arc<NearCache>, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::new(UnixMs(1_700_000_000_000)));
+        let shared: Arc<dyn SessionStore> = Arc::new(MemoryStore::new());
+        let keys = KeyRing::single(KeyId(1), SigningKey::generate());
+        let cache = Arc::new(NearCache::new(shared.clone(), clock.clone(), Duration::from_secs(1), 1000));
+        cache.set_trusted(true);
+        let a = Engine::builder(shared, keys.clone()).with_clock(clock.clone()).build();
+        let b = Engine::builder(cache.clone(), keys).with_clock(clock.clone()).build();
+        (a, b, cache, clock)
+    }
+
+    fn block<F: std::future::Future>(f: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread().build().expect("rt").block_on(f)
+    }
+
+    #[test]
+    fn cache_serves_hits_and_a_pushed_revocation_is_refused_at_once() {
+        block(async {
+            let (a, b, cache, _) = nodes();
+            let c = a.create(CreateRequest { subject: "alice".into(), ..Default::default() }).await.expect("create");
+            let t = c.token.expose();
+            b.resolve(t, &RequestContext::default()).await.expect("fill");
+            assert_eq!(cache.len(), 1);
+            a.revoke(&c.session.id, crate::RevokeReason::Admin).await.expect("revoke on node A");
+            // Without the push, B's cache would still answer (bounded by the TTL): this is the
+            // attack the push prevents.
+            assert!(b.resolve(t, &RequestContext::default()).await.is_ok(), "stale hit before the push");
+            cache.invalidate(&Invalidation::Session(c.session.id));
+            assert!(b.resolve(t, &RequestContext::default()).await.is_err(), "revoked session accepted after the push");
+        });
+    }
+
+    #[test]
+    fn ttl_bounds_staleness_even_without_a_push() {
+        block(async {
+            let (a, b, _, clock) = nodes();
+            let c = a.create(CreateRequest { subject: "alice".into(), ..Default::default() }).await.expect("create");
+            b.resolve(c.token.expose(), &RequestContext::default()).await.expect("fill");
+            a.revoke(&c.session.id, crate::RevokeReason::Admin).await.expect("revoke");
+            clock.advance(Duration::from_secs(1));
+            assert!(b.resolve(c.token.expose(), &RequestContext::default()).await.is_err());
+        });
+    }
+
+    #[test]
+    fn an_untrusted_cache_is_bypassed_and_emptied() {
+        block(async {
+            let (a, b, cache, _) = nodes();
+            let c = a.create(CreateRequest { subject: "alice".into(), ..Default::default() }).await.expect("create");
+            b.resolve(c.token.expose(), &RequestContext::default()).await.expect("fill");
+            cache.set_trusted(false); // push channel lost
+            assert!(cache.is_empty());
+            a.revoke(&c.session.id, crate::RevokeReason::Admin).await.expect("revoke");
+            assert!(b.resolve(c.token.expose(), &RequestContext::default()).await.is_err());
+            assert!(cache.is_empty(), "an untrusted cache must not fill");
+        });
+    }
+
+    #[test]
+    fn epoch_bump_push_clears_the_subject() {
+        block(async {
+            let (a, b, cache, _) = nodes();
+            let c = a.create(CreateRequest { subject: "alice".into(), ..Default::default() }).await.expect("create");
+            b.resolve(c.token.expose(), &RequestContext::default()).await.expect("fill");
+            a.bump_epoch("", "alice").await.expect("bump");
+            cache.invalidate(&Invalidation::Subject { tenant: String::new(), subject: "alice".into() });
+            assert!(b.resolve(c.token.expose(), &RequestContext::default()).await.is_err());
+        });
+    }
+
+    #[test]
+    fn local_writes_invalidate_before_returning() {
+        block(async {
+            let (_, b, cache, _) = nodes();
+            let c = b.create(CreateRequest { subject: "alice".into(), ..Default::default() }).await.expect("create");
+            b.resolve(c.token.expose(), &RequestContext::default()).await.expect("fill");
+            assert_eq!(cache.len(), 1);
+            b.logout(c.token.expose()).await.expect("logout");
+            assert!(cache.is_empty());
+            assert!(b.resolve(c.token.expose(), &RequestContext::default()).await.is_err());
+        });
+    }
+}
