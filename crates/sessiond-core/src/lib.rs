@@ -26,6 +26,11 @@
 #[doc = include_str!("../../../docs/engine.md")]
 pub mod guide {}
 
+/// The repository README, compiled so that its example stays true.
+#[doc(hidden)]
+#[doc = include_str!("../../../README.md")]
+pub mod readme {}
+
 pub mod binding;
 pub mod engine;
 pub mod error;
