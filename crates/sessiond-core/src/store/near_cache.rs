@@ -45,8 +45,12 @@ pub enum Invalidation {
         /// Subject.
         subject: String,
     },
-    /// Anything may have changed (tenant revocation, sweeps, a reconnect): drop everything.
+    /// Anything may have changed (tenant revocation, many sweeps): drop everything.
     All,
+    /// The push channel was lost: stop trusting the cache until [`Invalidation::Resync`].
+    Lost,
+    /// The push channel is (re)subscribed: drop everything cached before and trust again.
+    Resync,
 }
 
 #[derive(Default)]
@@ -121,6 +125,8 @@ impl NearCache {
                 self.write().drop_session(id);
             }
             Invalidation::Subject { .. } | Invalidation::All => self.clear(),
+            Invalidation::Lost => self.set_trusted(false),
+            Invalidation::Resync => self.set_trusted(true),
         }
     }
 
@@ -354,6 +360,24 @@ mod tests {
             a.revoke(&c.session.id, crate::RevokeReason::Admin).await.expect("revoke");
             assert!(b.resolve(c.token.expose(), &RequestContext::default()).await.is_err());
             assert!(cache.is_empty(), "an untrusted cache must not fill");
+        });
+    }
+
+    #[test]
+    fn lost_channel_distrusts_until_resync() {
+        block(async {
+            let (a, b, cache, _) = nodes();
+            let c = a.create(CreateRequest { subject: "alice".into(), ..Default::default() }).await.expect("create");
+            b.resolve(c.token.expose(), &RequestContext::default()).await.expect("fill");
+            cache.invalidate(&Invalidation::Lost);
+            a.revoke(&c.session.id, crate::RevokeReason::Admin).await.expect("revoke while the channel is down");
+            assert!(b.resolve(c.token.expose(), &RequestContext::default()).await.is_err());
+            assert!(cache.is_empty() && !cache.is_trusted());
+            cache.invalidate(&Invalidation::Resync);
+            assert!(cache.is_trusted());
+            let d = a.create(CreateRequest { subject: "bob".into(), ..Default::default() }).await.expect("create");
+            b.resolve(d.token.expose(), &RequestContext::default()).await.expect("fill after resync");
+            assert_eq!(cache.len(), 1);
         });
     }
 
