@@ -18,9 +18,8 @@ if [ ${#missing[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if [ -x scripts/ensure-services.sh ]; then
-  scripts/ensure-services.sh
-fi
+scripts/ensure-services.sh   # Redis and PostgreSQL on their standard loopback ports
+scripts/ensure-tools.sh      # nginx, caddy, chromium + chromedriver for the proxy/browser tests
 export SESSIOND_REQUIRE_TOOLS=1
-cargo test --workspace --all-targets "$@"
-cargo test --workspace --doc "$@"
+cargo test --workspace --all-targets --no-fail-fast "$@"
+cargo test --workspace --doc --no-fail-fast "$@"

@@ -282,6 +282,13 @@ impl Engine {
         self.inner.policies.get(name).ok_or(Error::Client(ClientError::UnknownPolicy))
     }
 
+    /// Logs `event` and appends it to the event log, like the engine's own events (for
+    /// events the HTTP layer detects, such as [`EventKind::BruteForce`]). Append failures are
+    /// logged and counted, never returned.
+    pub async fn record_event(&self, event: Event) {
+        self.emit(vec![event]).await;
+    }
+
     async fn emit(&self, events: Vec<Event>) {
         if events.is_empty() {
             return;

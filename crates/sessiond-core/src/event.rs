@@ -70,6 +70,10 @@ pub enum EventKind {
     TheftDetected,
     /// The session's data changed.
     DataChanged,
+    /// Many tokens that sessiond never issued (forged, random or garbage) or many wrong API
+    /// keys came from one source: it is being throttled. No session; the detail names the
+    /// source and what was guessed.
+    BruteForce,
 }
 
 impl EventKind {
@@ -87,12 +91,13 @@ impl EventKind {
             EventKind::Rotated => "rotated".into(),
             EventKind::TheftDetected => "theft_detected".into(),
             EventKind::DataChanged => "data_changed".into(),
+            EventKind::BruteForce => "brute_force".into(),
         }
     }
 
     /// Whether other nodes must drop cached copies of the session on this event.
     pub fn invalidates(&self) -> bool {
-        !matches!(self, EventKind::Created | EventKind::Renewed | EventKind::Anomaly)
+        !matches!(self, EventKind::Created | EventKind::Renewed | EventKind::Anomaly | EventKind::BruteForce)
     }
 }
 

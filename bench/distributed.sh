@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Many nodes over Redis: forward-auth throughput with and without the near-cache, against an
+# empty axum handler on the same server stack in the same run; Redis operations per resolve
+# (INFO commandstats deltas / requests); revocation propagation between two nodes
+# (crates/sessiond/examples/propagation.rs). Loopback only; a private redis-server on a free
+# port (no persistence), killed at the end. Needs wrk, curl, redis-server and redis-cli.
+#
+#   bench/distributed.sh                       # 10000 sessions, 64 connections, 15 s per run, 1000 revocations
+#   SESSIONS=10000 CONNS=64 DURATION=15s THREADS=2 ROUNDS=1000 bench/distributed.sh
+#
+# Reuses bench/forward-auth.lua (random valid cookie per request) from bench/forward-auth.sh.
+set -euo pipefail
+
+SESSIONS=${SESSIONS:-10000}
+CONNS=${CONNS:-64}
+DURATION=${DURATION:-15s}
+THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-1000}
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# Free ports unless given (other benchmarks may be running on the usual ones).
+CACHED_ADDR=${CACHED_ADDR:-127.0.0.1:$(free_port)}
+PEER_ADDR=${PEER_ADDR:-127.0.0.1:$(free_port)}
+NOCACHE_ADDR=${NOCACHE_ADDR:-127.0.0.1:$(free_port)}
+EMPTY_ADDR=${EMPTY_ADDR:-127.0.0.1:$(free_port)}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN="$ROOT/target/release/sessiond"
+WORK=$(mktemp -d)
+KEY="sdk_bench_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+PIDS=()
+
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+for tool in wrk curl redis-server redis-cli; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }
+done
+(cd "$ROOT" && cargo build --release -p sessiond --bin sessiond --example propagation)
+
+REDIS_PORT=$(free_port)
+echo "== private redis-server on 127.0.0.1:$REDIS_PORT"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" --daemonize no \
+  >"$WORK/redis.out" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
+STORE="redis://127.0.0.1:$REDIS_PORT"
+
+# One signing key for every node (32 random bytes, unpadded base64url).
+head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=' >"$WORK/signing-key"
+chmod 600 "$WORK/signing-key"
+printf 'near_cache = true\nnear_cache_ttl_ms = 1000\n[redis]\nkey_prefix = "bench"\n' >"$WORK/cached.toml"
+printf 'near_cache = false\n[redis]\nkey_prefix = "bench"\n' >"$WORK/nocache.toml"
+
+start() { # name addr config
+  SESSIOND_API_KEY="$KEY" SESSIOND_LOG=warn "$BIN" serve --dev --listen "$2" --data-dir "$WORK/$1" \
+    --config "$3" --store "$STORE" --signing-key-file "$WORK/signing-key" >"$WORK/$1.out" 2>"$WORK/$1.err" &
+  PIDS+=($!)
+}
+echo "== starting nodes: near-cache $CACHED_ADDR and $PEER_ADDR, no near-cache $NOCACHE_ADDR; bench-empty $EMPTY_ADDR"
+start cached "$CACHED_ADDR" "$WORK/cached.toml"
+start peer "$PEER_ADDR" "$WORK/cached.toml"
+start nocache "$NOCACHE_ADDR" "$WORK/nocache.toml"
+SESSIOND_LOG=warn "$BIN" bench-empty --listen "$EMPTY_ADDR" >"$WORK/empty.out" 2>"$WORK/empty.err" &
+PIDS+=($!)
+for addr in "$CACHED_ADDR" "$PEER_ADDR" "$NOCACHE_ADDR"; do
+  for _ in $(seq 1 100); do curl -sf "http://$addr/readyz" >/dev/null && break; sleep 0.1; done
+  curl -sf "http://$addr/readyz" >/dev/null || { echo "the node on $addr is not ready:" >&2; cat "$WORK"/*.err >&2; exit 1; }
+done
+for _ in $(seq 1 100); do curl -s "http://$EMPTY_ADDR/" >/dev/null && break; sleep 0.1; done
+
+echo "== creating $SESSIONS sessions"
+{
+  for i in $(seq 1 "$SESSIONS"); do
+    [ "$i" -gt 1 ] && echo next
+    printf 'url = "http://%s/v1/sessions"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "{\\"subject\\":\\"user-%d\\"}"\n' \
+      "$CACHED_ADDR" "$KEY" "$i"
+  done
+} >"$WORK/create.curl"
+curl -s -K "$WORK/create.curl" | grep -o '"token":"sds_[^"]*"' | cut -d'"' -f4 >"$WORK/tokens.txt"
+COUNT=$(wc -l <"$WORK/tokens.txt")
+echo "   $COUNT tokens"
+[ "$COUNT" -eq "$SESSIONS" ] || { echo "expected $SESSIONS tokens" >&2; exit 1; }
+
+stats() { # "command calls" lines (commands run inside Lua scripts are counted too)
+  redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' | awk -F'[=,:]' '/^cmdstat_/ { sub("cmdstat_", "", $1); print $1, $3 }'
+}
+run() { # name url path
+  stats >"$WORK/$1.before"
+  TOKENS="$WORK/tokens.txt" BENCH_PATH="$3" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
+    -s "$ROOT/bench/forward-auth.lua" "$2" | tee "$WORK/$1.txt" >&2
+  stats >"$WORK/$1.after"
+  # Per-command deltas (the INFO call itself is left out), and their total.
+  awk 'NR == FNR { b[$1] = $2; next } $1 != "info" && $2 - b[$1] > 0 { print $1, $2 - b[$1] }' \
+    "$WORK/$1.before" "$WORK/$1.after" | sort -k2 -nr >"$WORK/$1.delta"
+  awk '{ s += $2 } END { print s + 0 }' "$WORK/$1.delta" >"$WORK/$1.redis"
+}
+echo "== warm-up"
+for addr in "$CACHED_ADDR" "$NOCACHE_ADDR"; do
+  TOKENS="$WORK/tokens.txt" wrk -t"$THREADS" -c"$CONNS" -d3s -s "$ROOT/bench/forward-auth.lua" "http://$addr" >/dev/null
+done
+TOKENS="$WORK/tokens.txt" BENCH_PATH=/ wrk -t"$THREADS" -c"$CONNS" -d3s -s "$ROOT/bench/forward-auth.lua" "http://$EMPTY_ADDR" >/dev/null
+echo "== empty handler (GET /, same stack)"
+run empty "http://$EMPTY_ADDR" /
+echo "== forward-auth over Redis, near-cache on (TTL 1 s)"
+run cached "http://$CACHED_ADDR" /v1/auth
+echo "== forward-auth over Redis, near-cache off"
+run nocache "http://$NOCACHE_ADDR" /v1/auth
+
+rps() { awk '/Requests\/sec/ {print $2}' "$WORK/$1.txt"; }
+p99() { awk '$1 == "99%" {print $2}' "$WORK/$1.txt"; }
+reqs() { awk '/requests in/ {print $1}' "$WORK/$1.txt"; }
+non2xx() { awk '/Non-2xx/ {print $NF}' "$WORK/$1.txt"; }
+per() { awk -v c="$(cat "$WORK/$1.redis")" -v r="$(reqs "$1")" 'BEGIN { printf "%.3f", c / r }'; }
+pct() { awk -v a="$(rps "$1")" -v e="$(rps empty)" 'BEGIN { printf "%.1f %%", 100 * a / e }'; }
+echo
+echo "| run | requests/s | vs empty | p99 | non-2xx | Redis commands per request |"
+echo "|---|---|---|---|---|---|"
+echo "| empty axum handler (same stack) | $(rps empty) | 100 % | $(p99 empty) | $(non2xx empty) | – |"
+echo "| forward-auth, Redis + near-cache (1 s) | $(rps cached) | $(pct cached) | $(p99 cached) | $(non2xx cached) | $(per cached) |"
+echo "| forward-auth, Redis, no near-cache | $(rps nocache) | $(pct nocache) | $(p99 nocache) | $(non2xx nocache) | $(per nocache) |"
+echo
+echo "($SESSIONS sessions, $CONNS connections, $THREADS wrk threads, $DURATION per run, $(nproc) cores)"
+for r in cached nocache; do
+  echo "Redis commands during '$r' per request: $(awk -v n="$(reqs "$r")" '{ printf "%s %.3f  ", $1, $2 / n }' "$WORK/$r.delta")"
+done
+echo
+echo "== revocation propagation: $ROUNDS revocations on $CACHED_ADDR, polled on $PEER_ADDR"
+"$ROOT/target/release/examples/propagation" "http://$CACHED_ADDR" "http://$PEER_ADDR" "$KEY" "$ROUNDS"

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Forward-auth load test: `GET /v1/auth` with valid cookies drawn at random from N sessions,
+# against an empty axum handler served by the same server stack (`sessiond bench-empty`), in
+# the same run, at 64 connections. Loopback only. Needs `wrk` (apt-get install -y wrk) and
+# `curl`.
+#
+#   bench/forward-auth.sh            # defaults: 10000 sessions, 64 connections, 15 s per run
+#   SESSIONS=10000 CONNS=64 DURATION=15s THREADS=2 bench/forward-auth.sh
+set -euo pipefail
+
+SESSIONS=${SESSIONS:-10000}
+CONNS=${CONNS:-64}
+DURATION=${DURATION:-15s}
+THREADS=${THREADS:-2}
+AUTH_ADDR=${AUTH_ADDR:-127.0.0.1:7480}
+STORE=${STORE:-embedded:}
+EMPTY_ADDR=${EMPTY_ADDR:-127.0.0.1:7481}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN="$ROOT/target/release/sessiond"
+WORK=$(mktemp -d)
+KEY="sdk_bench_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+PIDS=()
+
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
+(cd "$ROOT" && cargo build --release -p sessiond)
+
+echo "== starting sessiond (store $STORE, dev mode) on $AUTH_ADDR and bench-empty on $EMPTY_ADDR"
+SESSIOND_API_KEY="$KEY" SESSIOND_LOG=warn "$BIN" serve --dev --listen "$AUTH_ADDR" --data-dir "$WORK/data" --store "$STORE" \
+  >"$WORK/serve.out" 2>"$WORK/serve.err" &
+PIDS+=($!)
+SESSIOND_LOG=warn "$BIN" bench-empty --listen "$EMPTY_ADDR" >"$WORK/empty.out" 2>"$WORK/empty.err" &
+PIDS+=($!)
+for _ in $(seq 1 100); do
+  curl -sf "http://$AUTH_ADDR/healthz" >/dev/null && curl -s "http://$EMPTY_ADDR/" >/dev/null && break
+  sleep 0.1
+done
+
+echo "== creating $SESSIONS sessions"
+{
+  for i in $(seq 1 "$SESSIONS"); do
+    [ "$i" -gt 1 ] && echo next
+    printf 'url = "http://%s/v1/sessions"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "{\\"subject\\":\\"user-%d\\"}"\n' \
+      "$AUTH_ADDR" "$KEY" "$i"
+  done
+} >"$WORK/create.curl"
+curl -s -K "$WORK/create.curl" | grep -o '"token":"sds_[^"]*"' | cut -d'"' -f4 >"$WORK/tokens.txt"
+COUNT=$(wc -l <"$WORK/tokens.txt")
+echo "   $COUNT tokens"
+[ "$COUNT" -eq "$SESSIONS" ] || { echo "expected $SESSIONS tokens" >&2; exit 1; }
+
+run() { # name url path
+  TOKENS="$WORK/tokens.txt" BENCH_PATH="$3" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
+    -s "$ROOT/bench/forward-auth.lua" "$2" | tee "$WORK/$1.txt" >&2
+}
+echo "== warm-up"
+TOKENS="$WORK/tokens.txt" wrk -t"$THREADS" -c"$CONNS" -d3s -s "$ROOT/bench/forward-auth.lua" "http://$AUTH_ADDR" >/dev/null
+TOKENS="$WORK/tokens.txt" BENCH_PATH=/ wrk -t"$THREADS" -c"$CONNS" -d3s -s "$ROOT/bench/forward-auth.lua" "http://$EMPTY_ADDR" >/dev/null
+# Interleave the two runs ROUNDS times: the machine is shared, and load from other processes
+# drifts over seconds, so alternating short runs and comparing medians is fairer than one long
+# run of each.
+ROUNDS=${ROUNDS:-3}
+for r in $(seq 1 "$ROUNDS"); do
+  echo "== round $r: empty handler (GET /, same stack)"
+  run "empty$r" "http://$EMPTY_ADDR" /
+  echo "== round $r: forward-auth (GET /v1/auth, random valid cookie)"
+  run "auth$r" "http://$AUTH_ADDR" /v1/auth
+done
+
+rps() { awk '/Requests\/sec/ {print $2}' "$WORK/$1.txt"; }
+p99() { awk '$1 == "99%" {print $2}' "$WORK/$1.txt"; }
+non2xx() { awk '/Non-2xx/ {print $NF}' "$WORK/$1.txt"; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+echo
+echo "| round | empty req/s | empty p99 | forward-auth req/s | forward-auth p99 | ratio | non-2xx |"
+echo "|---|---|---|---|---|---|---|"
+RATIOS=()
+for r in $(seq 1 "$ROUNDS"); do
+  E=$(rps "empty$r"); A=$(rps "auth$r")
+  R=$(awk -v a="$A" -v e="$E" 'BEGIN { printf "%.1f", 100 * a / e }')
+  RATIOS+=("$R")
+  echo "| $r | $E | $(p99 "empty$r") | $A | $(p99 "auth$r") | $R % | $(non2xx "auth$r")$(non2xx "empty$r") |"
+done
+MED=$(printf '%s\n' "${RATIOS[@]}" | median)
+echo
+echo "median forward-auth / empty = $MED % over $ROUNDS interleaved rounds ($CONNS connections, $THREADS wrk threads, $DURATION each, $(nproc) cores, $SESSIONS sessions, store $STORE)"

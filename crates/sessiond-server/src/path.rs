@@ -1,0 +1,224 @@
+//! Normalization of the original request path that forward-auth matches route rules against.
+//!
+//! A reverse proxy hands sessiond the path the browser asked for (`X-Forwarded-Uri`,
+//! `X-Original-URI`, or the path appended by Envoy's `ext_authz`). The application behind the
+//! proxy will normalize that path before routing, so a rule matched on the *raw* path is
+//! trivially skipped: `/%61dmin`, `//admin`, `/x/../admin` and `/admin;x` all reach the
+//! application's `/admin` handler. [`normalize`] therefore brings the path into the form the
+//! application sees, and refuses (deny by default) anything whose meaning depends on the
+//! backend:
+//!
+//! 1. the query string and fragment are dropped;
+//! 2. the path must start with `/` and be printable ASCII (percent-encode everything else);
+//! 3. `%XX` escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded (RFC 3986
+//!    §6.2.2.2), other escapes are kept with upper-case hex (§6.2.2.1); the escapes of `/`
+//!    (`%2F`), `\` (`%5C`) and NUL (`%00`) are refused, as are a literal `\`, malformed
+//!    escapes and escapes that do not decode to UTF-8;
+//! 4. runs of `/` are merged;
+//! 5. path parameters (`;…` inside a segment, which Tomcat-style backends ignore) are removed;
+//! 6. dot-segments are removed (RFC 3986 §5.2.4).
+//!
+//! The result is only used for matching; the request itself is never rewritten.
+
+use std::fmt;
+
+/// Why a path was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// The path does not start with `/` (absolute-form, `*`, empty).
+    NotAbsolutePath,
+    /// A control character, space, non-ASCII byte or literal backslash.
+    ForbiddenCharacter,
+    /// A `%` not followed by two hex digits.
+    MalformedEscape,
+    /// `%2F`, `%5C` or `%00`: the backend may treat them as separators or terminators.
+    ForbiddenEscape,
+    /// Percent-escapes that do not decode to UTF-8.
+    InvalidUtf8,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathError::NotAbsolutePath => "the original request path must start with `/`",
+            PathError::ForbiddenCharacter => "the original request path holds a forbidden character",
+            PathError::MalformedEscape => "the original request path holds a malformed percent-escape",
+            PathError::ForbiddenEscape => "the original request path holds an encoded `/`, `\\` or NUL",
+            PathError::InvalidUtf8 => "the original request path does not decode to UTF-8",
+        })
+    }
+}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// The normalized form of `uri` (a path, optionally with query and fragment) for rule
+/// matching. See the module documentation for the rules.
+///
+/// # Errors
+/// A [`PathError`] when the path cannot be normalized without guessing what the backend does.
+///
+/// # Examples
+/// ```
+/// use sessiond_server::path::normalize;
+/// assert_eq!(normalize("/%61dmin").unwrap(), "/admin");
+/// assert_eq!(normalize("//admin/./x/../users?q=1").unwrap(), "/admin/users");
+/// assert!(normalize("/admin%2fusers").is_err());
+/// ```
+pub fn normalize(uri: &str) -> Result<String, PathError> {
+    let path = uri.split(['?', '#']).next().unwrap_or_default();
+    if !path.starts_with('/') {
+        return Err(PathError::NotAbsolutePath);
+    }
+    // Pass 1: check characters, decode unreserved escapes, keep the others (upper-case hex),
+    // and collect every escaped byte for the UTF-8 check.
+    let bytes = path.as_bytes();
+    let mut out = String::with_capacity(path.len());
+    let mut decoded = Vec::with_capacity(path.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if b == b'%' {
+            let (Some(h), Some(l)) = (bytes.get(i + 1).copied().and_then(hex), bytes.get(i + 2).copied().and_then(hex))
+            else {
+                return Err(PathError::MalformedEscape);
+            };
+            let v = h << 4 | l;
+            if matches!(v, b'/' | b'\\' | 0) {
+                return Err(PathError::ForbiddenEscape);
+            }
+            decoded.push(v);
+            if unreserved(v) {
+                out.push(char::from(v));
+            } else {
+                out.push('%');
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(v >> 4)]));
+                out.push(char::from(b"0123456789ABCDEF"[usize::from(v & 15)]));
+            }
+            i += 3;
+            continue;
+        }
+        if !(0x21..0x7f).contains(&b) || b == b'\\' {
+            return Err(PathError::ForbiddenCharacter);
+        }
+        decoded.push(b);
+        out.push(char::from(b));
+        i += 1;
+    }
+    if std::str::from_utf8(&decoded).is_err() {
+        return Err(PathError::InvalidUtf8);
+    }
+    // Pass 2: segments without empty ones (merged slashes) and without `;` parameters, then
+    // dot-segment removal. Splitting on `/` after the checks above is exact: no segment can
+    // hold an encoded `/`.
+    let trailing = out.ends_with('/') || out.ends_with("/.") || out.ends_with("/..");
+    let mut stack: Vec<&str> = Vec::new();
+    for seg in out.split('/') {
+        let seg = seg.split(';').next().unwrap_or_default();
+        match seg {
+            "" | "." => {}
+            ".." => {
+                stack.pop();
+            }
+            s => stack.push(s),
+        }
+    }
+    let mut norm = String::with_capacity(out.len());
+    for s in &stack {
+        norm.push('/');
+        norm.push_str(s);
+    }
+    if norm.is_empty() || trailing {
+        norm.push('/');
+    }
+    Ok(norm)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attack_paths_normalize_to_the_path_the_backend_serves() {
+        for (raw, want) in [
+            ("/admin", "/admin"),
+            ("/%61dmin", "/admin"),
+            ("/%41dmin", "/Admin"),
+            ("/ad%6Din/users", "/admin/users"),
+            ("//admin", "/admin"),
+            ("///admin//users", "/admin/users"),
+            ("/admin/../x", "/x"),
+            ("/x/../admin", "/admin"),
+            ("/public/../admin/keys", "/admin/keys"),
+            ("/./admin", "/admin"),
+            ("/%2e/admin", "/admin"),
+            ("/%2e%2e/admin", "/admin"),
+            ("/public/%2E%2E/admin", "/admin"),
+            ("/../../admin", "/admin"),
+            ("/admin;jsessionid=x/keys", "/admin/keys"),
+            ("/admin;/../admin/keys", "/admin/keys"),
+            ("/admin?x=/public", "/admin"),
+            ("/admin#frag", "/admin"),
+            ("/admin/", "/admin/"),
+            ("/admin/.", "/admin/"),
+            ("/admin/x/..", "/admin/"),
+            ("/", "/"),
+            ("/..", "/"),
+            ("/a%20b", "/a%20b"),
+            ("/a%3bb", "/a%3Bb"),
+            ("/caf%C3%A9", "/caf%C3%A9"),
+            ("/~user/x", "/~user/x"),
+        ] {
+            assert_eq!(normalize(raw).as_deref(), Ok(want), "{raw}");
+        }
+    }
+
+    #[test]
+    fn ambiguous_paths_are_refused() {
+        for (raw, err) in [
+            ("/admin%2fkeys", PathError::ForbiddenEscape),
+            ("/admin%2Fkeys", PathError::ForbiddenEscape),
+            ("/x/..%2fadmin", PathError::ForbiddenEscape),
+            ("/admin%5ckeys", PathError::ForbiddenEscape),
+            ("/admin%00.html", PathError::ForbiddenEscape),
+            ("/admin\\keys", PathError::ForbiddenCharacter),
+            ("/x\\..\\admin", PathError::ForbiddenCharacter),
+            ("/adm in", PathError::ForbiddenCharacter),
+            ("/adm\tin", PathError::ForbiddenCharacter),
+            ("/admin\u{e9}", PathError::ForbiddenCharacter),
+            ("/admin%", PathError::MalformedEscape),
+            ("/admin%4", PathError::MalformedEscape),
+            ("/admin%zz", PathError::MalformedEscape),
+            ("/%C3", PathError::InvalidUtf8),
+            ("/%FF%FE", PathError::InvalidUtf8),
+            ("/%C0%AE%C0%AE/admin", PathError::InvalidUtf8),
+            ("admin", PathError::NotAbsolutePath),
+            ("", PathError::NotAbsolutePath),
+            ("*", PathError::NotAbsolutePath),
+            ("https://evil.example/admin", PathError::NotAbsolutePath),
+        ] {
+            assert_eq!(normalize(raw), Err(err), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn a_rule_cannot_be_skipped_by_any_spelling() {
+        let rule = crate::config::RouteRule { prefix: "/admin".into(), min_aal: 2, max_auth_age: None, csrf: None };
+        for raw in ["/%61dmin", "//admin", "/x/../admin", "/admin;x", "/%2e%2e/admin/", "/./admin/keys"] {
+            let n = normalize(raw).expect("normalizes");
+            assert!(rule.matches(&n), "{raw} -> {n} must stay under /admin");
+        }
+        assert!(!rule.matches(&normalize("/administrator").expect("ok")));
+        assert!(!rule.matches(&normalize("/admin/../public").expect("ok")));
+    }
+}

@@ -1,0 +1,134 @@
+//! Criterion benchmarks of the embedded store: durable creates with 64 concurrent writers
+//! (group commit), and `Engine::resolve` over the embedded store vs the in-memory store at
+//! 10,000 sessions. Larger counts (1 million, 10 million) are measured by
+//! `examples/measure.rs`, because filling them does not fit criterion's loop.
+//!
+//! ```text
+//! cargo bench -p sessiond-store-embedded --bench embedded
+//! ```
+#![allow(clippy::disallowed_methods)] // benchmarks time themselves
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use sessiond_core::binding::RequestContext;
+use sessiond_core::record::{DeviceInfo, SessionRecord};
+use sessiond_core::store::memory::MemoryStore;
+use sessiond_core::store::SessionStore;
+use sessiond_core::time::{ManualClock, UnixMs};
+use sessiond_core::token::{KeyId, KeyRing, SigningKey, TokenHash};
+use sessiond_core::{Engine, SessionId};
+use sessiond_store_embedded::{EmbeddedOptions, EmbeddedStore};
+
+const T0: UnixMs = UnixMs(1_700_000_000_000);
+const NO_CTX: RequestContext<'static> = RequestContext { ip: None, user_agent: None };
+
+fn record(n: u64, hash: TokenHash) -> SessionRecord {
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&n.to_le_bytes());
+    id[8..].copy_from_slice(&sessiond_core::token::os_random::<8>());
+    SessionRecord {
+        id: SessionId::from_bytes(id),
+        token_hash: hash,
+        subject: format!("user-{:08}", n / 4),
+        tenant: "acme".into(),
+        policy: "default".into(),
+        created_at: T0,
+        last_seen_at: T0,
+        idle_expires_at: UnixMs(T0.0 + 30 * 60_000),
+        absolute_expires_at: UnixMs(T0.0 + 12 * 3_600_000),
+        rotated_at: T0,
+        auth_time: T0,
+        aal: 1,
+        amr: vec!["pwd".into()],
+        device: DeviceInfo {
+            user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36".into()),
+            first_ip: Some("203.0.113.57".into()),
+            last_ip: Some("203.0.113.57".into()),
+        },
+        data: Default::default(),
+        revision: 0,
+        epoch: 0,
+        version: 0,
+        retired: Vec::new(),
+    }
+}
+
+fn creates(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap());
+    let counter = Arc::new(AtomicU64::new(0));
+    let per_writer = 16u64;
+    let mut g = c.benchmark_group("durable_create");
+    g.throughput(Throughput::Elements(64 * per_writer));
+    g.sample_size(10).measurement_time(Duration::from_secs(8));
+    g.bench_function("64_writers", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(async {
+                let started = Instant::now();
+                for _ in 0..iters {
+                    let mut tasks = Vec::new();
+                    for _ in 0..64 {
+                        let (s, counter) = (store.clone(), counter.clone());
+                        tasks.push(tokio::spawn(async move {
+                            for _ in 0..per_writer {
+                                let n = counter.fetch_add(1, Ordering::Relaxed);
+                                let mut h = sessiond_core::token::os_random::<32>();
+                                h[..8].copy_from_slice(&n.to_le_bytes());
+                                s.create(record(n, TokenHash(h)), None, T0).await.unwrap();
+                            }
+                        }));
+                    }
+                    for t in tasks {
+                        t.await.unwrap();
+                    }
+                }
+                started.elapsed()
+            })
+        })
+    });
+    g.finish();
+}
+
+fn resolve(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let key = SigningKey::generate();
+    let keys = KeyRing::single(KeyId(1), key.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let n = 10_000u64;
+    let embedded = Arc::new(EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap());
+    let memory = Arc::new(MemoryStore::new());
+    let mut tokens = Vec::new();
+    rt.block_on(async {
+        for i in 0..n {
+            let t = keys.mint();
+            embedded.create(record(i, *t.hash()), None, T0).await.unwrap();
+            memory.create(record(i, *t.hash()), None, T0).await.unwrap();
+            tokens.push(t.expose().to_owned());
+        }
+    });
+    let mut g = c.benchmark_group("resolve_10k");
+    g.throughput(Throughput::Elements(1));
+    g.measurement_time(Duration::from_secs(4));
+    let stores: [(&str, Arc<dyn SessionStore>); 2] = [("embedded", embedded), ("memory", memory)];
+    for (name, store) in stores {
+        let engine = Engine::builder(store, KeyRing::single(KeyId(1), key.clone()))
+            .with_clock(Arc::new(ManualClock::new(UnixMs(T0.0 + 1000))))
+            .build();
+        let mut k = 0usize;
+        g.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| {
+                k = (k + 7919) % tokens.len();
+                rt.block_on(engine.resolve(&tokens[k], &NO_CTX)).unwrap()
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, creates, resolve);
+criterion_main!(benches);

@@ -1,0 +1,665 @@
+//! # sessiond-store-embedded
+//!
+//! sessiond's zero-configuration default store: one machine, no external service, and nothing
+//! acknowledged is lost on `kill -9`.
+//!
+//! - **Disk:** SQLite (through `rusqlite`, bundled) in WAL mode with `synchronous=FULL`, in a
+//!   directory of its own (`0700`, database file `0600`). It holds token *hashes* only.
+//! - **Writes:** one writer thread applies every queued change in one transaction and one
+//!   fsync (group commit), then updates memory, then answers each waiter. `Ok` means durable
+//!   for every session change; `append_events` only queues its events for the next batch
+//!   (`read_events` waits for them), so a crash can lose the last few milliseconds of events.
+//! - **Reads:** every live session is indexed in memory (token hash, id, subject, expiry,
+//!   subject epochs), loaded at open; `find_by_token` never touches SQLite. Records are kept
+//!   in a compact binary form (about 300 bytes for a typical browser session).
+//! - **Renewals** update memory at once and reach disk in batches (about every second, or on
+//!   [`EmbeddedStore::flush`]); losing some in a crash only makes sessions end earlier.
+//!
+//! See `docs/embedded-store.md` for the file layout, the durability model, the export format
+//! and the sweeper, and `docs/decisions.md` for the reasons.
+//!
+//! # Examples
+//! ```
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! use sessiond_core::SessionStore;
+//! use sessiond_store_embedded::{EmbeddedOptions, EmbeddedStore};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = EmbeddedStore::open(dir.path().join("sessions"), EmbeddedOptions::default())?;
+//! assert_eq!(store.subject_epoch("acme", "alice").await?, 0);
+//! assert_eq!(store.bump_epoch("acme", "alice").await?, 1);
+//! store.flush().await?; // e.g. on graceful shutdown: pending renewals to disk
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod compact;
+mod jsonl;
+mod mem;
+mod schema;
+mod writer;
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OpenFlags};
+use tokio::sync::{oneshot, watch};
+
+use sessiond_core::event::Event;
+use sessiond_core::id::SessionId;
+use sessiond_core::record::SessionRecord;
+use sessiond_core::store::{CreateOutcome, Expired, LimitRule, Lookup, Page, PageCursor, SessionStore, UpdateOutcome};
+use sessiond_core::time::UnixMs;
+use sessiond_core::token::TokenHash;
+use sessiond_core::StoreError;
+
+pub use schema::SCHEMA_VERSION;
+
+use mem::{subject_key, FastSet, Mem};
+use writer::{Op, Reply, Writer};
+
+/// Name of the database file inside the store's directory.
+pub const DB_FILE: &str = "sessions.db";
+
+/// Tuning of an [`EmbeddedStore`]. The defaults suit a typical server; none of them weakens
+/// durability (every acknowledged create, update, delete and epoch bump is always fsynced).
+///
+/// # Examples
+/// ```
+/// use std::time::Duration;
+/// let o = sessiond_store_embedded::EmbeddedOptions::default()
+///     .with_renewal_flush_interval(Duration::from_millis(500));
+/// assert_eq!(o.renewal_flush_interval, Duration::from_millis(500));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct EmbeddedOptions {
+    /// Longest time a renewal stays in memory only (default 1 s). A crash loses at most this
+    /// much renewal progress, which only makes sessions end earlier.
+    pub renewal_flush_interval: Duration,
+    /// Number of pending renewals that triggers a flush before the interval (default 10,000).
+    pub renewal_flush_max: usize,
+    /// Most requests committed in one transaction (default 4,096).
+    pub max_batch: usize,
+}
+
+impl Default for EmbeddedOptions {
+    fn default() -> Self {
+        Self {
+            // One second bounds what a crash can cost (sessions end up to 1 s of renewal
+            // earlier) while turning a renewal storm into one write per session per second.
+            renewal_flush_interval: Duration::from_secs(1),
+            renewal_flush_max: 10_000,
+            // Large enough that a burst of writers shares one fsync; small enough that one
+            // transaction stays well under a second.
+            max_batch: 4096,
+        }
+    }
+}
+
+impl EmbeddedOptions {
+    /// Sets [`EmbeddedOptions::renewal_flush_interval`] (at least 1 ms).
+    pub fn with_renewal_flush_interval(mut self, d: Duration) -> Self {
+        self.renewal_flush_interval = d.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Sets [`EmbeddedOptions::renewal_flush_max`] (at least 1).
+    pub fn with_renewal_flush_max(mut self, n: usize) -> Self {
+        self.renewal_flush_max = n.max(1);
+        self
+    }
+
+    /// Sets [`EmbeddedOptions::max_batch`] (at least 1).
+    pub fn with_max_batch(mut self, n: usize) -> Self {
+        self.max_batch = n.max(1);
+        self
+    }
+}
+
+/// State shared by the store handle and its writer thread.
+pub(crate) struct Shared {
+    mem: RwLock<Mem>,
+    /// Sessions renewed in memory whose renewal is not on disk yet.
+    dirty: Mutex<FastSet<SessionId>>,
+    path: PathBuf,
+    readers: Mutex<Vec<Connection>>,
+    /// Last event cursor assigned; held while an `Op::Events` is sent, so that events reach
+    /// the writer in cursor order.
+    event_next: Mutex<u64>,
+    /// Last event cursor queued to the writer (readers wait until it is settled).
+    events_queued: AtomicU64,
+    /// What the writer has done with the queued events.
+    events_settled: watch::Sender<Settled>,
+}
+
+/// Progress of the writer on queued events.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settled {
+    /// Every event with a cursor up to this one is committed (or, if its batch failed, lost).
+    cursor: u64,
+    /// The writer thread has ended: nothing more will be settled.
+    stopped: bool,
+}
+
+impl Shared {
+    pub(crate) fn read(&self) -> RwLockReadGuard<'_, Mem> {
+        // A panic while holding the lock cannot leave the maps half-updated in a way that
+        // matters more than stopping service: recover the guard.
+        self.mem.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn write(&self) -> RwLockWriteGuard<'_, Mem> {
+        self.mem.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn dirty(&self) -> std::sync::MutexGuard<'_, FastSet<SessionId>> {
+        self.dirty.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn dirty_len(&self) -> usize {
+        self.dirty().len()
+    }
+
+    pub(crate) fn dirty_is_empty(&self) -> bool {
+        self.dirty().is_empty()
+    }
+
+    /// Called by the writer once the batch holding events up to `cursor` is committed.
+    pub(crate) fn settle_events(&self, cursor: u64) {
+        self.events_settled.send_modify(|s| s.cursor = s.cursor.max(cursor));
+    }
+
+    /// Called when the writer thread ends.
+    pub(crate) fn events_stopped(&self) {
+        self.events_settled.send_modify(|s| s.stopped = true);
+    }
+
+    pub(crate) fn take_dirty(&self) -> FastSet<SessionId> {
+        std::mem::take(&mut *self.dirty())
+    }
+
+    pub(crate) fn restore_dirty(&self, ids: FastSet<SessionId>) {
+        self.dirty().extend(ids);
+    }
+
+    /// Runs `f` on a read-only connection (blocking: call from a blocking thread).
+    fn with_reader<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let pooled = self.readers.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut conn = match pooled {
+            Some(c) => c,
+            None => open_reader(&self.path)?,
+        };
+        let out = f(&mut conn);
+        self.readers.lock().unwrap_or_else(|e| e.into_inner()).push(conn);
+        out
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+        .map_err(sql_err("open a read connection"))?;
+    conn.busy_timeout(Duration::from_secs(5)).map_err(sql_err("configure a read connection"))?;
+    Ok(conn)
+}
+
+/// Maps a SQLite error to [`StoreError::Unavailable`], naming what was being done.
+pub(crate) fn sql_err(what: &'static str) -> impl Fn(rusqlite::Error) -> StoreError {
+    move |e| StoreError::unavailable(format!("embedded store: could not {what}"), e)
+}
+
+fn io_err(what: &'static str) -> impl Fn(std::io::Error) -> StoreError {
+    move |e| StoreError::unavailable(format!("embedded store: could not {what}"), e)
+}
+
+fn writer_gone() -> StoreError {
+    StoreError::Unavailable { message: "embedded store: the writer thread has stopped".into(), source: None }
+}
+
+/// The embedded durable store. See the [crate documentation](crate).
+///
+/// Dropping it stops the writer thread after it flushed pending renewals (the drop waits for
+/// that final commit); call [`EmbeddedStore::flush`] first on a graceful shutdown to do that
+/// work asynchronously.
+pub struct EmbeddedStore {
+    shared: Arc<Shared>,
+    tx: Option<Sender<Op>>,
+    writer: Option<JoinHandle<()>>,
+    options: EmbeddedOptions,
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for EmbeddedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedStore").field("dir", &self.dir).field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+impl EmbeddedStore {
+    /// Opens (or creates) the store in directory `dir`: creates the directory (`0700`) and the
+    /// database file (`0600`), applies schema migrations, loads every stored session into
+    /// memory and starts the writer thread. Blocking: call it at startup, or from
+    /// `spawn_blocking`.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the directory or database cannot be opened;
+    /// [`StoreError::Corrupt`] when the database was written by a newer, incompatible build.
+    pub fn open(dir: impl AsRef<Path>, options: EmbeddedOptions) -> Result<EmbeddedStore, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err("create the data directory"))?;
+        // The directory is dedicated to the store: keep it owner-only even if it pre-existed.
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err("restrict the data directory"))?;
+        let path = dir.join(DB_FILE);
+        match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
+            Ok(f) => {
+                f.sync_all().map_err(io_err("create the database file"))?;
+                fs::File::open(&dir).and_then(|d| d.sync_all()).map_err(io_err("sync the data directory"))?;
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+                    .map_err(io_err("restrict the database file"))?;
+            }
+            Err(e) => return Err(io_err("create the database file")(e)),
+        }
+        let mut conn = Connection::open(&path).map_err(sql_err("open the database"))?;
+        configure(&conn)?;
+        schema::migrate(&mut conn)?;
+        let mem = load(&conn)?;
+        let last_event = last_event_cursor(&conn)?;
+        let shared = Arc::new(Shared {
+            mem: RwLock::new(mem),
+            dirty: Mutex::new(FastSet::default()),
+            path,
+            readers: Mutex::new(Vec::new()),
+            event_next: Mutex::new(last_event),
+            events_queued: AtomicU64::new(last_event),
+            events_settled: watch::Sender::new(Settled { cursor: last_event, stopped: false }),
+        });
+        let (tx, rx) = mpsc::channel();
+        let w = Writer { conn, rx, shared: shared.clone(), options: options.clone() };
+        let writer = std::thread::Builder::new()
+            .name("sessiond-store-writer".into())
+            .spawn(move || w.run())
+            .map_err(io_err("start the writer thread"))?;
+        Ok(EmbeddedStore { shared, tx: Some(tx), writer: Some(writer), options, dir })
+    }
+
+    /// The store's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Number of sessions held (live, or expired and not yet swept).
+    pub fn len(&self) -> usize {
+        self.shared.read().sessions.len()
+    }
+
+    /// Whether the store holds no session.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Writes every pending (deferred) renewal to disk and waits for the commit. Call it on
+    /// graceful shutdown.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the commit fails or the writer has stopped.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        self.call(|reply| Op::Flush { reply }).await
+    }
+
+    /// Writes every stored session and every subject epoch as JSON lines (format in
+    /// `docs/embedded-store.md`): first one `{"type":"epoch",...}` line per subject with a
+    /// non-zero epoch, then one `{"type":"session","record":{...}}` line per session, where
+    /// `record` is exactly [`SessionRecord::encode`]'s JSON. Pending renewals are flushed
+    /// first; the lines come from one consistent database snapshot. Returns the number of
+    /// session lines written. `w` is written from the calling task.
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when reading the database or writing to `w` fails.
+    pub async fn export_jsonl(&self, w: impl std::io::Write + Send) -> Result<u64, StoreError> {
+        self.flush().await?;
+        jsonl::export(self.shared.clone(), w).await
+    }
+
+    /// Reads JSON lines written by [`EmbeddedStore::export_jsonl`] and stores them in ONE
+    /// transaction: either every line is imported or none is. A session with an id already
+    /// stored replaces it; an epoch never lowers the stored one. Returns the number of
+    /// sessions imported. `r` is read (and parsed whole, in memory) on the calling task: an
+    /// admin operation, for the CLI or a blocking task.
+    ///
+    /// # Errors
+    /// [`StoreError::Corrupt`] naming the first bad line (unparsable, unknown type,
+    /// undecodable record, duplicate id or token hash); [`StoreError::Unavailable`] when
+    /// reading `r` or the commit fails.
+    pub async fn import_jsonl(&self, r: impl std::io::BufRead + Send) -> Result<u64, StoreError> {
+        let (sessions, epochs) = jsonl::parse(r)?;
+        self.call(|reply| Op::Import { sessions, epochs, reply }).await
+    }
+
+    async fn call<T>(&self, op: impl FnOnce(Reply<T>) -> Op) -> Result<T, StoreError> {
+        let (reply, rx) = oneshot::channel();
+        let tx = self.tx.as_ref().ok_or_else(writer_gone)?;
+        tx.send(op(reply)).map_err(|_| writer_gone())?;
+        rx.await.map_err(|_| writer_gone())?
+    }
+
+    fn lookup(mem: &Mem, id: &SessionId) -> Option<Lookup> {
+        let slot = mem.sessions.get(id)?;
+        let record = slot.record()?;
+        Some(Lookup { record: Arc::new(record), subject_epoch: slot.epoch.load(Ordering::Acquire) })
+    }
+}
+
+impl Drop for EmbeddedStore {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(w) = self.writer.take() {
+            if w.join().is_err() {
+                tracing::error!("the embedded store writer thread panicked");
+            }
+        }
+    }
+}
+
+/// Sets the pragmas every write connection needs: WAL, `synchronous=FULL` (each commit is
+/// fsynced before it returns), a busy timeout for a previous owner still closing.
+fn configure(conn: &Connection) -> Result<(), StoreError> {
+    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(sql_err("enable WAL"))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(StoreError::Corrupt(format!("the database refused WAL mode (journal_mode={mode})")));
+    }
+    conn.execute_batch(
+        "PRAGMA synchronous = FULL; PRAGMA foreign_keys = OFF; PRAGMA temp_store = MEMORY;
+         PRAGMA cache_size = -65536; PRAGMA wal_autocheckpoint = 16384;",
+    )
+    .map_err(sql_err("configure the database"))?;
+    conn.busy_timeout(Duration::from_secs(10)).map_err(sql_err("configure the database"))?;
+    Ok(())
+}
+
+/// The highest event cursor ever assigned (`AUTOINCREMENT` remembers it even when rows are
+/// gone), so that cursors assigned by this process continue strictly above it.
+fn last_event_cursor(conn: &Connection) -> Result<u64, StoreError> {
+    let last: i64 = conn
+        .query_row(
+            "SELECT max(coalesce((SELECT max(cursor) FROM events), 0),
+                        coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql_err("read the last event cursor"))?;
+    Ok(u64::try_from(last).unwrap_or(0))
+}
+
+/// Rows per message between the load threads.
+const LOAD_CHUNK: usize = 2048;
+
+/// Loads every decodable session and every epoch into memory.
+///
+/// A pipeline, because decoding JSON dominates: this thread reads rows from SQLite, a pool of
+/// threads (one per CPU) decodes them and builds their compact form, and one thread inserts
+/// them into the index.
+fn load(conn: &Connection) -> Result<Mem, StoreError> {
+    let count: i64 =
+        conn.query_row("SELECT count(*) FROM sessions", [], |r| r.get(0)).map_err(sql_err("count sessions"))?;
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 8);
+    let (raw_tx, raw_rx) = mpsc::sync_channel::<Vec<Vec<u8>>>(workers * 4);
+    let raw_rx = Mutex::new(raw_rx);
+    let (dec_tx, dec_rx) = mpsc::sync_channel::<Vec<mem::Prepared>>(workers * 4);
+    let skipped = std::sync::atomic::AtomicU64::new(0);
+    let (read, mem) = std::thread::scope(|s| {
+        for _ in 0..workers {
+            let (dec_tx, raw_rx, skipped) = (dec_tx.clone(), &raw_rx, &skipped);
+            s.spawn(move || loop {
+                let next = raw_rx.lock().unwrap_or_else(|e| e.into_inner()).recv();
+                let Ok(chunk) = next else { break };
+                let mut out = Vec::with_capacity(chunk.len());
+                for bytes in &chunk {
+                    // Undecodable records are treated as absent (decode counts them in a metric).
+                    match SessionRecord::decode(bytes) {
+                        Some(r) => {
+                            let blob = compact::encode(&r);
+                            out.push(mem::Prepared::new(&r, blob));
+                        }
+                        None => {
+                            skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
+                }
+                if dec_tx.send(out).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(dec_tx);
+        let inserter = s.spawn(move || {
+            let n = usize::try_from(count).unwrap_or(0);
+            let mut mem = Mem::with_capacity(n);
+            let mut expiry = Vec::with_capacity(n);
+            for chunk in dec_rx {
+                for p in chunk {
+                    expiry.push(mem.insert_but_expiry(p));
+                }
+            }
+            expiry.sort_unstable();
+            mem.expiry = expiry.into_iter().collect();
+            mem
+        });
+        let read = (|| -> Result<(), StoreError> {
+            let mut stmt = conn.prepare("SELECT record FROM sessions").map_err(sql_err("load sessions"))?;
+            let mut rows = stmt.query([]).map_err(sql_err("load sessions"))?;
+            let mut chunk = Vec::with_capacity(LOAD_CHUNK);
+            while let Some(row) = rows.next().map_err(sql_err("load sessions"))? {
+                let bytes = row.get_ref(0).map_err(sql_err("load sessions"))?.as_bytes_or_null().ok().flatten();
+                chunk.push(bytes.unwrap_or_default().to_vec());
+                if chunk.len() == LOAD_CHUNK {
+                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(LOAD_CHUNK));
+                    if raw_tx.send(full).is_err() {
+                        break;
+                    }
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = raw_tx.send(chunk);
+            }
+            Ok(())
+        })();
+        drop(raw_tx);
+        (read, inserter.join())
+    });
+    read?;
+    let mut mem = mem.map_err(|_| StoreError::Corrupt("a thread loading the sessions panicked".into()))?;
+    let skipped = skipped.into_inner();
+    if skipped > 0 {
+        tracing::warn!(skipped, "undecodable session records left on disk and treated as absent");
+    }
+    let mut stmt = conn.prepare("SELECT tenant, subject, epoch FROM epochs").map_err(sql_err("load epochs"))?;
+    let mut rows = stmt.query([]).map_err(sql_err("load epochs"))?;
+    while let Some(row) = rows.next().map_err(sql_err("load epochs"))? {
+        let tenant: String = row.get(0).map_err(sql_err("load epochs"))?;
+        let subject: String = row.get(1).map_err(sql_err("load epochs"))?;
+        let epoch: i64 = row.get(2).map_err(sql_err("load epochs"))?;
+        mem.set_epoch(&subject_key(&tenant, &subject), u64::try_from(epoch).unwrap_or(0));
+    }
+    Ok(mem)
+}
+
+#[async_trait]
+impl SessionStore for EmbeddedStore {
+    async fn create(
+        &self,
+        record: SessionRecord,
+        limit: Option<LimitRule>,
+        now: UnixMs,
+    ) -> Result<CreateOutcome, StoreError> {
+        let json = record.encode();
+        let record = Arc::new(record);
+        self.call(|reply| Op::Create { record, json, limit, now, reply }).await
+    }
+
+    async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError> {
+        let mem = self.shared.read();
+        Ok(mem.by_token.get(hash).and_then(|id| Self::lookup(&mem, id)))
+    }
+
+    async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError> {
+        Ok(Self::lookup(&self.shared.read(), id))
+    }
+
+    async fn update(&self, record: SessionRecord, expected_version: u64) -> Result<UpdateOutcome, StoreError> {
+        let json = record.encode();
+        let record = Arc::new(record);
+        self.call(|reply| Op::Update { record, json, expected: expected_version, reply }).await
+    }
+
+    async fn renew(
+        &self,
+        id: &SessionId,
+        seen: UnixMs,
+        idle_expires_at: UnixMs,
+        ip: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let pending = {
+            let mut mem = self.shared.write();
+            let Some(r) = mem.sessions.get(id).and_then(|s| s.record()) else {
+                return Ok(()); // never creates: a deleted session stays deleted
+            };
+            if idle_expires_at <= r.idle_expires_at && seen <= r.last_seen_at {
+                return Ok(());
+            }
+            let mut next = r;
+            next.last_seen_at = next.last_seen_at.max(seen);
+            next.idle_expires_at = next.idle_expires_at.max(idle_expires_at).min(next.absolute_expires_at);
+            if let Some(ip) = ip {
+                next.device.last_ip = Some(ip.to_owned());
+            }
+            let blob = compact::encode(&next);
+            mem.remove(id);
+            mem.insert(&next, blob);
+            let mut dirty = self.shared.dirty();
+            dirty.insert(*id);
+            dirty.len()
+        };
+        if pending == self.options.renewal_flush_max {
+            if let Some(tx) = &self.tx {
+                // A full queue of renewals: wake the writer now rather than at the interval.
+                let _ = tx.send(Op::Nudge);
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        let id = *id;
+        self.call(|reply| Op::Delete { id, reply }).await
+    }
+
+    async fn delete_subject(
+        &self,
+        tenant: &str,
+        subject: &str,
+        except: Option<&SessionId>,
+    ) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+        let (tenant, subject, except) = (tenant.to_owned(), subject.to_owned(), except.copied());
+        self.call(|reply| Op::DeleteSubject { tenant, subject, except, reply }).await
+    }
+
+    async fn delete_tenant(&self, tenant: &str) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+        let tenant = tenant.to_owned();
+        self.call(|reply| Op::DeleteTenant { tenant, reply }).await
+    }
+
+    async fn list_subject(
+        &self,
+        tenant: &str,
+        subject: &str,
+        after: Option<PageCursor>,
+        limit: usize,
+        now: UnixMs,
+    ) -> Result<Page, StoreError> {
+        let mem = self.shared.read();
+        let key = subject_key(tenant, subject);
+        let start = after.map(|c| (c.created_at, c.id));
+        let mut sessions: Vec<Arc<SessionRecord>> = Vec::new();
+        let mut next = None;
+        for (created_at, id) in mem.subject_ids(&key).filter(|k| start.is_none_or(|st| **k > st)) {
+            let Some(slot) = mem.sessions.get(id) else { continue };
+            if compact::deadline(&slot.blob) <= now {
+                continue;
+            }
+            if sessions.len() == limit {
+                next = sessions.last().map(|r| PageCursor { created_at: r.created_at, id: r.id });
+                break;
+            }
+            debug_assert_eq!(compact::created_at(&slot.blob), *created_at);
+            if let Some(r) = slot.record() {
+                sessions.push(Arc::new(r));
+            }
+        }
+        Ok(Page { sessions, next })
+    }
+
+    async fn subject_epoch(&self, tenant: &str, subject: &str) -> Result<u64, StoreError> {
+        Ok(self.shared.read().epoch(&subject_key(tenant, subject)))
+    }
+
+    async fn bump_epoch(&self, tenant: &str, subject: &str) -> Result<u64, StoreError> {
+        let (tenant, subject) = (tenant.to_owned(), subject.to_owned());
+        self.call(|reply| Op::BumpEpoch { tenant, subject, reply }).await
+    }
+
+    async fn sweep_expired(&self, now: UnixMs, max: usize) -> Result<Vec<Expired>, StoreError> {
+        self.call(|reply| Op::Sweep { now, max, reply }).await
+    }
+
+    async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // Cursors are assigned here and the events queued to the writer, which commits them
+        // in order with its next batch; nobody waits for that fsync (see
+        // `docs/decisions.md`, "Events are queued, not awaited").
+        let tx = self.tx.as_ref().ok_or_else(writer_gone)?;
+        let mut next = self.shared.event_next.lock().unwrap_or_else(|e| e.into_inner());
+        let events = writer::event_rows(&events, *next + 1);
+        let last = events.last().map_or(*next, |e| e.0);
+        *next = last;
+        tx.send(Op::Events { events }).map_err(|_| writer_gone())?;
+        self.shared.events_queued.store(last, Ordering::Release);
+        Ok(())
+    }
+
+    async fn read_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        // Read-your-writes: wait until every event queued before this call is committed
+        // (at most one batch: the writer drains the queue continuously).
+        let queued = self.shared.events_queued.load(Ordering::Acquire);
+        let mut settled = self.shared.events_settled.subscribe();
+        let s = settled.wait_for(|s| s.cursor >= queued || s.stopped).await.map(|s| *s).map_err(|_| writer_gone())?;
+        if s.cursor < queued {
+            return Err(writer_gone());
+        }
+        let shared = self.shared.clone();
+        let after = writer::sql_i64(after);
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        tokio::task::spawn_blocking(move || shared.with_reader(|c| jsonl::read_events(c, after, limit)))
+            .await
+            .map_err(|e| StoreError::unavailable("embedded store: the event reader failed", e))?
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        match &self.writer {
+            Some(w) if !w.is_finished() => Ok(()),
+            _ => Err(writer_gone()),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Attacks and failures that must not work: a token-hash row naming another session, a
+//! forgotten retired hash, a late write after delete; an unreachable server is
+//! `StoreError::Unavailable`, never a hang or "not found"; other nodes hear about changes
+//! and resync after the listener reconnects.
+#![allow(clippy::unwrap_used, clippy::disallowed_methods)] // tests measure wall time
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use sessiond_core::record::RetiredToken;
+use sessiond_core::store::UpdateOutcome;
+use sessiond_core::time::{Clock, SystemClock};
+use sessiond_core::token::TokenHash;
+use sessiond_core::{SessionStore, StoreError};
+use sessiond_store_postgres::{Invalidation, PostgresOptions, PostgresStore};
+use support::{drop_schema, fresh, postgres_url, test_options};
+
+mod records {
+    include!("support/records.rs");
+}
+
+fn psql(sql: &str) -> String {
+    let out = Command::new("psql").args([&postgres_url(), "-Atqc", sql]).output().expect("psql");
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_row_naming_another_session_does_not_resolve() {
+    let (store, schema) = fresh().await;
+    let _cleanup = support::SchemaGuard(schema.clone());
+    let now = SystemClock.now();
+    let victim = records::record("acme", "alice", now);
+    store.create(victim.clone(), None, now).await.unwrap();
+    let forged = TokenHash([0x42; 32]);
+    psql(&format!(
+        "INSERT INTO {schema}.token_hashes (hash, session_id) VALUES ('\\x{}', '\\x{}')",
+        hex(&forged.0),
+        hex(victim.id.as_bytes())
+    ));
+    assert!(store.find_by_token(&forged).await.unwrap().is_none(), "a hash the record does not list resolved");
+    assert!(store.find_by_token(&victim.token_hash).await.unwrap().is_some());
+    drop_schema(&schema);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgotten_and_deleted_tokens_do_not_resolve() {
+    let (store, schema) = fresh().await;
+    let _cleanup = support::SchemaGuard(schema.clone());
+    let now = SystemClock.now();
+    let r = records::record("acme", "alice", now);
+    store.create(r.clone(), None, now).await.unwrap();
+    let mut v1 = r.clone();
+    v1.token_hash = TokenHash([7; 32]);
+    v1.retired = vec![RetiredToken { hash: r.token_hash, grace_until: now, successor: None }];
+    v1.version = 1;
+    assert!(matches!(store.update(v1.clone(), 0).await.unwrap(), UpdateOutcome::Updated));
+    assert!(store.find_by_token(&r.token_hash).await.unwrap().is_some());
+    let mut v2 = v1.clone();
+    v2.retired.clear();
+    v2.version = 2;
+    assert!(matches!(store.update(v2.clone(), 1).await.unwrap(), UpdateOutcome::Updated));
+    assert!(store.find_by_token(&r.token_hash).await.unwrap().is_none(), "a forgotten token resolved");
+    assert!(store.delete(&r.id).await.unwrap().is_some());
+    assert!(store.find_by_token(&v2.token_hash).await.unwrap().is_none());
+    let mut late = v2.clone();
+    late.version = 3;
+    assert!(matches!(store.update(late, 2).await.unwrap(), UpdateOutcome::Missing));
+    store.renew(&r.id, now, now.plus(Duration::from_secs(60)), None).await.unwrap();
+    assert!(store.find_by_id(&r.id).await.unwrap().is_none(), "a late write resurrected the session");
+    assert_eq!(psql(&format!("SELECT count(*) FROM {schema}.token_hashes")).trim(), "0", "index rows leaked");
+    drop_schema(&schema);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_server_is_unavailable_within_the_timeout() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let t = Instant::now();
+    let opts = PostgresOptions { connect_timeout: Duration::from_millis(500), ..test_options("sdt_never") };
+    let err = PostgresStore::connect(&format!("postgres://postgres@127.0.0.1:{port}/test"), opts).await.unwrap_err();
+    assert!(matches!(err, StoreError::Unavailable { .. }), "{err:?}");
+    assert!(t.elapsed() < Duration::from_secs(4), "took {:?}", t.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migration_is_idempotent_and_concurrent_safe() {
+    support::ensure_services();
+    let schema = support::random_schema();
+    let _cleanup = support::SchemaGuard(schema.clone());
+    let url = postgres_url();
+    let (oa, ob) = (test_options(&schema), test_options(&schema));
+    let (a, b) = tokio::join!(PostgresStore::connect(&url, oa), PostgresStore::connect(&url, ob));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_eq!(psql(&format!("SELECT version FROM {schema}.sessiond_meta")).trim(), "1");
+    let now = SystemClock.now();
+    let r = records::record("acme", "alice", now);
+    a.create(r.clone(), None, now).await.unwrap();
+    assert!(b.find_by_id(&r.id).await.unwrap().is_some());
+    drop((a, b));
+    drop_schema(&schema);
+}
+
+async fn wait_for(
+    rx: &mut tokio::sync::broadcast::Receiver<Invalidation>,
+    want: impl Fn(&Invalidation) -> bool,
+) -> bool {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match rx.recv().await {
+                Ok(i) if want(&i) => return true,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_nodes_hear_about_changes_and_resync_after_reconnect() {
+    let (a, schema) = fresh().await;
+    let _cleanup = support::SchemaGuard(schema.clone());
+    let b = PostgresStore::connect(&postgres_url(), test_options(&schema)).await.unwrap();
+    let mut rx = b.invalidations();
+    assert!(wait_for(&mut rx, |i| *i == Invalidation::Resync).await, "no Resync once listening");
+    let now = SystemClock.now();
+    let r = records::record("acme", "alice", now);
+    a.create(r.clone(), None, now).await.unwrap();
+    a.bump_epoch("acme", "alice").await.unwrap();
+    assert!(wait_for(&mut rx, |i| matches!(i, Invalidation::Subject { subject, .. } if subject == "alice")).await);
+    a.delete(&r.id).await.unwrap();
+    let id = r.id;
+    assert!(wait_for(&mut rx, |i| matches!(i, Invalidation::Session { id: x, .. } if *x == id)).await);
+    // Kill the listeners' connections: they come back and say so.
+    psql(&format!(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN sessiond_inv_{schema}'"
+    ));
+    assert!(wait_for(&mut rx, |i| *i == Invalidation::Lost).await, "no Lost when the listener's connection ended");
+    assert!(wait_for(&mut rx, |i| *i == Invalidation::Resync).await, "no Resync after the listener reconnected");
+    assert!(b.listening());
+    drop((a, b));
+    drop_schema(&schema);
+}

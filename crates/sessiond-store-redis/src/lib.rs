@@ -1,0 +1,1096 @@
+//! # sessiond-store-redis
+//!
+//! A [`SessionStore`] on Redis 7 or later — standalone, Sentinel or Cluster, over TCP or TLS,
+//! with ACL credentials — built on the `fred` client.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), sessiond_core::StoreError> {
+//! use sessiond_store_redis::{RedisOptions, RedisStore};
+//! let store = RedisStore::connect(
+//!     "redis+cluster://10.0.0.1:7000,10.0.0.2:7000",
+//!     RedisOptions { key_prefix: "sessiond".into(), ..Default::default() },
+//! )
+//! .await?;
+//! let mut changes = store.invalidations();
+//! # let _ = changes.try_recv();
+//! # Ok(()) }
+//! ```
+//!
+//! How it keeps the [`SessionStore`] security contract (details in `docs/redis-store.md`):
+//!
+//! - Everything about one subject — records, its session index by creation time, deadline
+//!   and last use, and its epoch — lives in one hash slot (hash tag `{tenant/subject}`), and
+//!   every change to it is one Lua script: create with the limit check and evictions, update
+//!   with compare-and-set on `version`, renew, delete, delete-subject, sweep.
+//! - Token-hash and id pointers live in their own slots. They are written *before* the
+//!   subject script commits (write-ahead) and every read validates the record they lead to
+//!   (its id, subject, and that it still lists the hash in
+//!   [`SessionRecord::lookup_hashes`]), so a stale pointer never resolves: a deleted session
+//!   is found neither by id nor by any token.
+//! - Every key carries a TTL derived from the session's deadlines (`PEXPIREAT`), plus a grace
+//!   period that leaves the sweeper time to report expiries; Redis drops dead data by itself.
+//! - The sweeper reads sixteen sharded deadline hints, then removes due sessions with the
+//!   subject script; no `KEYS` or `SCAN` anywhere.
+//! - Events go to a stream with cursors from a counter in the same slot.
+//! - Unreachable or slow Redis is [`StoreError::Unavailable`] after [`RedisOptions::timeout`];
+//!   the client reconnects by itself.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod keys;
+mod scripts;
+mod url;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use fred::clients::{Pool, SubscriberClient};
+use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::types::config::ReconnectPolicy;
+use fred::types::{Builder, ClusterHash, CustomCommand, Value};
+use sessiond_core::event::Event;
+use sessiond_core::id::SessionId;
+use sessiond_core::policy::LimitAction;
+use sessiond_core::record::SessionRecord;
+use sessiond_core::store::{expiry_reason, CreateOutcome, Expired, LimitRule, Lookup, Page, PageCursor, UpdateOutcome};
+use sessiond_core::time::UnixMs;
+use sessiond_core::token::TokenHash;
+use sessiond_core::{SessionStore, StoreError};
+use tokio::sync::broadcast;
+
+use crate::keys::{enc, id_hex, Keys, SubjectKeys, EXPIRY_SHARDS};
+use crate::scripts::{Script, Scripts};
+
+/// Settings of a [`RedisStore`].
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// Prefix of every key and of the invalidation channel (`<prefix>:inv`). 1 to 64
+    /// printable ASCII bytes without braces or spaces. Default `sessiond`.
+    pub key_prefix: String,
+    /// Upper bound of every store operation; past it the operation fails with
+    /// [`StoreError::Unavailable`]. Default 1 s: a session check must fail fast, not hang.
+    pub timeout: Duration,
+    /// How long [`RedisStore::connect`] waits for the first connection. Default 5 s.
+    pub connect_timeout: Duration,
+    /// Number of multiplexed connections (per node in Cluster). Default 4.
+    pub pool_size: usize,
+    /// How long keys outlive the session's deadline, so that the sweeper can still report
+    /// the expiry (`expired.*` events) before Redis drops the data. Default 1 hour.
+    pub expiry_grace: Duration,
+    /// Approximate maximum length of the event stream (`XADD MAXLEN ~`). Default 1,000,000.
+    pub events_max_len: u64,
+    /// Whether to subscribe to the invalidation channel (see [`RedisStore::invalidations`]).
+    /// Default `true`.
+    pub invalidations: bool,
+    /// Return from [`RedisStore::connect`] even if Redis cannot be reached yet; operations
+    /// fail with [`StoreError::Unavailable`] until it can. Default `false`: a misconfigured
+    /// URL should stop start-up, not surface later.
+    pub lazy_connect: bool,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            key_prefix: "sessiond".into(),
+            timeout: Duration::from_secs(1),
+            connect_timeout: Duration::from_secs(5),
+            pool_size: 4,
+            expiry_grace: Duration::from_secs(3600),
+            events_max_len: 1_000_000,
+            invalidations: true,
+            lazy_connect: false,
+        }
+    }
+}
+
+/// A change other nodes must drop from their near-caches, received from the store's
+/// invalidation channel.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Invalidation {
+    /// The channel was (re)connected: messages may have been lost, drop every cached entry.
+    Resync,
+    /// A session was updated, deleted, evicted or swept: drop it and these token hashes.
+    Session {
+        /// The session.
+        id: SessionId,
+        /// Every token hash it was, or is, found under.
+        token_hashes: Vec<TokenHash>,
+    },
+    /// A subject's security epoch changed: drop all its sessions.
+    Subject {
+        /// The tenant.
+        tenant: String,
+        /// The subject.
+        subject: String,
+    },
+    /// The channel's connection reported an error or dropped: messages may be missed from
+    /// now on, so stop trusting near-caches until the next [`Invalidation::Resync`].
+    /// Never accepted from the wire.
+    Lost,
+}
+
+/// Whether the invalidation channel is subscribed, and the ordering of
+/// [`Invalidation::Lost`] and [`Invalidation::Resync`]: both are sent under this lock, and a
+/// Resync is sent only if no error arrived since its subscription started.
+#[derive(Default)]
+struct Link {
+    state: std::sync::Mutex<LinkState>,
+}
+
+#[derive(Default)]
+struct LinkState {
+    errors: u64,
+    listening: bool,
+}
+
+impl Link {
+    fn lock(&self) -> std::sync::MutexGuard<'_, LinkState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lost(&self, tx: &broadcast::Sender<Invalidation>) {
+        let mut g = self.lock();
+        g.errors += 1;
+        g.listening = false;
+        let _ = tx.send(Invalidation::Lost);
+    }
+
+    fn errors(&self) -> u64 {
+        self.lock().errors
+    }
+
+    fn resync_if_no_error_since(&self, errors: u64, tx: &broadcast::Sender<Invalidation>) {
+        let mut g = self.lock();
+        if g.errors == errors {
+            g.listening = true;
+            let _ = tx.send(Invalidation::Resync);
+        }
+    }
+}
+
+/// The Redis session store. Cheap to clone.
+#[derive(Clone)]
+pub struct RedisStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    pool: Pool,
+    subscriber: Option<SubscriberClient>,
+    keys: Keys,
+    scripts: Scripts,
+    opts: RedisOptions,
+    grace_ms: u64,
+    invalidations: broadcast::Sender<Invalidation>,
+    link: Arc<Link>,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore").field("key_prefix", &self.inner.keys.prefix()).finish_non_exhaustive()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Close the connections (and stop reconnecting) when the last handle goes.
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let pool = self.pool.clone();
+            let sub = self.subscriber.take();
+            rt.spawn(async move {
+                let _ = pool.quit().await;
+                if let Some(s) = sub {
+                    let _ = s.quit().await;
+                }
+            });
+        }
+    }
+}
+
+/// Maps a client error: every failure to talk to Redis is retryable unavailability.
+fn unavailable(e: fred::error::Error) -> StoreError {
+    StoreError::unavailable("redis command failed", e)
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("redis store: {what}"))
+}
+
+fn s(v: impl Into<String>) -> Value {
+    Value::from(v.into())
+}
+
+fn n(v: u64) -> Value {
+    Value::from(v.to_string())
+}
+
+fn bytes(v: &Value) -> Option<&[u8]> {
+    match v {
+        Value::String(s) => Some(s.as_bytes()),
+        Value::Bytes(b) => Some(b),
+        _ => None,
+    }
+}
+
+fn text(v: &Value) -> Option<&str> {
+    bytes(v).and_then(|b| std::str::from_utf8(b).ok())
+}
+
+fn array(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) => a,
+        Value::Null => Vec::new(),
+        other => vec![other],
+    }
+}
+
+fn uint(v: &Value) -> Option<u64> {
+    match v {
+        Value::Integer(i) => u64::try_from(*i).ok(),
+        Value::Double(d) if *d >= 0.0 => Some(*d as u64),
+        other => text(other)?.parse::<f64>().ok().filter(|d| *d >= 0.0).map(|d| d as u64),
+    }
+}
+
+fn decode(v: &Value) -> Option<SessionRecord> {
+    bytes(v).and_then(SessionRecord::decode)
+}
+
+fn json(record: &SessionRecord) -> Result<String, StoreError> {
+    String::from_utf8(record.encode()).map_err(|_| corrupt("record encoding is not UTF-8"))
+}
+
+/// Whether a `maxmemory-policy` lets Redis evict session keys (every session key has a TTL,
+/// so `volatile-*` policies evict them as readily as `allkeys-*`).
+pub(crate) fn policy_can_evict(policy: &str) -> bool {
+    policy != "noeviction"
+}
+
+impl RedisStore {
+    /// Connects to Redis at `url` (forms in `docs/redis-store.md` and below) and checks its
+    /// eviction policy.
+    ///
+    /// | form | meaning |
+    /// |---|---|
+    /// | `redis://[user[:password]@]host[:port][/db]` | one server |
+    /// | `rediss://…` | one server over TLS |
+    /// | `redis+sentinel://[user[:password]@]host:port[,host:port…]/service[/db]` | Sentinel |
+    /// | `redis+cluster://[user[:password]@]host:port[,host:port…]` | Cluster |
+    ///
+    /// (`rediss+sentinel://` and `rediss+cluster://` use TLS.)
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when the URL or prefix is invalid, or when Redis cannot be
+    /// reached within [`RedisOptions::connect_timeout`] (unless
+    /// [`RedisOptions::lazy_connect`]).
+    pub async fn connect(url: &str, options: RedisOptions) -> Result<RedisStore, StoreError> {
+        let config_error = |message: String| StoreError::Unavailable { message, source: None };
+        if !keys::valid_prefix(&options.key_prefix) {
+            return Err(config_error("the Redis key prefix must be 1 to 64 printable bytes without braces".into()));
+        }
+        let mut config = url::parse(url).map_err(config_error)?;
+        // Keep retrying in the background after a failed first attempt.
+        config.fail_fast = false;
+        let mut builder = Builder::from_config(config);
+        let (timeout, connect_timeout) = (options.timeout, options.connect_timeout);
+        builder
+            .with_connection_config(|c| {
+                c.connection_timeout = connect_timeout;
+                c.internal_command_timeout = timeout;
+                c.max_command_attempts = 3;
+                // Back-pressure during an outage instead of an unbounded queue.
+                c.max_command_buffer_len = 10_000;
+            })
+            .with_performance_config(|p| p.default_command_timeout = timeout)
+            .set_policy(ReconnectPolicy::new_exponential(0, 50, 2_000, 2));
+        let pool = builder.build_pool(options.pool_size.max(1)).map_err(unavailable)?;
+        drop(pool.connect_pool());
+        if !options.lazy_connect {
+            let ok = matches!(tokio::time::timeout(connect_timeout, pool.wait_for_connect()).await, Ok(Ok(())));
+            if !ok {
+                let _ = pool.quit().await;
+                return Err(StoreError::Unavailable {
+                    message: format!("could not connect to Redis within {connect_timeout:?}"),
+                    source: None,
+                });
+            }
+        }
+        let keys = Keys::new(&options.key_prefix);
+        let (tx, _) = broadcast::channel(1024);
+        let link = Arc::new(Link::default());
+        let subscriber = if options.invalidations {
+            Some(Self::subscribe(&builder, keys.channel(), tx.clone(), link.clone()).map_err(unavailable)?)
+        } else {
+            None
+        };
+        let grace_ms = u64::try_from(options.expiry_grace.as_millis()).unwrap_or(u64::MAX / 4);
+        let store = RedisStore {
+            inner: Arc::new(Inner {
+                pool,
+                subscriber,
+                keys,
+                scripts: Scripts::new(),
+                opts: options,
+                grace_ms,
+                invalidations: tx,
+                link,
+            }),
+        };
+        if store.inner.opts.lazy_connect {
+            let s = store.clone();
+            tokio::spawn(async move {
+                if s.inner.pool.wait_for_connect().await.is_ok() {
+                    s.check_eviction_policy().await;
+                }
+            });
+        } else {
+            store.check_eviction_policy().await;
+        }
+        Ok(store)
+    }
+
+    /// Changes made through any store on the same Redis and prefix (this one included), for
+    /// near-caches. [`Invalidation::Lost`] is sent when the channel's connection reports an
+    /// error or drops; [`Invalidation::Resync`] once the channel is subscribed again
+    /// (`SUBSCRIBE` acknowledged) after every (re)connection: whatever was published in
+    /// between is lost, so drop everything cached. Nothing is received when
+    /// [`RedisOptions::invalidations`] is off.
+    pub fn invalidations(&self) -> broadcast::Receiver<Invalidation> {
+        self.inner.invalidations.subscribe()
+    }
+
+    /// Whether the invalidation channel is subscribed now (between a
+    /// [`Invalidation::Resync`] and the next [`Invalidation::Lost`]). A consumer that calls
+    /// [`RedisStore::invalidations`] first and then sees `true` here may trust its cache at
+    /// once: a later loss reaches its receiver.
+    pub fn listening(&self) -> bool {
+        self.inner.link.lock().listening
+    }
+
+    /// The key prefix.
+    pub fn key_prefix(&self) -> &str {
+        self.inner.keys.prefix()
+    }
+
+    fn subscribe(
+        builder: &Builder,
+        channel: String,
+        tx: broadcast::Sender<Invalidation>,
+        link: Arc<Link>,
+    ) -> Result<SubscriberClient, fred::error::Error> {
+        let sub = builder.build_subscriber_client()?;
+        let on_msg = tx.clone();
+        drop(sub.on_message(move |m| {
+            if let Some(inv) = m.value.as_str().and_then(|t| serde_json::from_str::<Invalidation>(&t).ok()) {
+                // Only data changes come over the wire; Resync and Lost are local states.
+                if matches!(inv, Invalidation::Session { .. } | Invalidation::Subject { .. }) {
+                    let _ = on_msg.send(inv);
+                }
+            }
+            async { Ok(()) }
+        }));
+        let (err_tx, err_link) = (tx.clone(), link.clone());
+        drop(sub.on_error(move |(e, _)| {
+            tracing::warn!(error = %e, "the Redis invalidation channel lost its connection; near-caches stop answering");
+            err_link.lost(&err_tx);
+            async { Ok(()) }
+        }));
+        // Fired on every connection, the first included. Resync only once SUBSCRIBE is
+        // acknowledged on it, so that nothing published after the Resync can be missed.
+        let resub = sub.clone();
+        drop(sub.on_reconnect(move |_| {
+            let (sub, channel, tx, link) = (resub.clone(), channel.clone(), tx.clone(), link.clone());
+            async move {
+                // A few attempts; after that the channel stays "lost" (caches bypassed) until
+                // the next reconnection.
+                for _ in 0..10 {
+                    let errors = link.errors();
+                    match sub.subscribe(channel.clone()).await {
+                        Ok(()) => {
+                            link.resync_if_no_error_since(errors, &tx);
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not subscribe to the Redis invalidation channel");
+                            link.lost(&tx);
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                        }
+                    }
+                }
+                Ok(())
+            }
+        }));
+        drop(sub.connect());
+        Ok(sub)
+    }
+
+    async fn check_eviction_policy(&self) {
+        let cmd = CustomCommand::new_static("CONFIG", ClusterHash::Random, false);
+        let args = vec![s("GET"), s("maxmemory-policy")];
+        match tokio::time::timeout(self.inner.opts.timeout, self.inner.pool.next().custom::<Value, Value>(cmd, args))
+            .await
+        {
+            Ok(Ok(v)) => {
+                let flat: Vec<String> = array(v).iter().filter_map(|x| text(x).map(str::to_owned)).collect();
+                match flat.get(1) {
+                    Some(p) if policy_can_evict(p) => tracing::warn!(
+                        maxmemory_policy = %p,
+                        "Redis maxmemory-policy {p} can evict live sessions and subject epochs when memory is full: \
+                         users are logged out at random and, worse, a revoked subject epoch can be evicted. \
+                         Set maxmemory-policy noeviction for the sessiond database"
+                    ),
+                    Some(_) => tracing::debug!("Redis maxmemory-policy is noeviction"),
+                    None => tracing::warn!("Redis did not report its maxmemory-policy; make sure it is noeviction"),
+                }
+            }
+            _ => tracing::warn!(
+                "could not read Redis maxmemory-policy (CONFIG may be disabled); make sure it is noeviction"
+            ),
+        }
+    }
+
+    /// Runs one operation under the store timeout.
+    async fn op<T>(&self, what: &'static str, f: impl Future<Output = Result<T, StoreError>>) -> Result<T, StoreError> {
+        match tokio::time::timeout(self.inner.opts.timeout, f).await {
+            Ok(r) => r,
+            Err(_) => Err(StoreError::Unavailable {
+                message: format!("redis {what} timed out after {:?}", self.inner.opts.timeout),
+                source: None,
+            }),
+        }
+    }
+
+    /// One command on `key` (routed by the key's slot).
+    async fn cmd(&self, name: &'static str, key: &str, args: Vec<Value>) -> Result<Value, StoreError> {
+        let slot = fred::util::redis_keyslot(key.as_bytes());
+        let mut all = Vec::with_capacity(args.len() + 1);
+        all.push(s(key));
+        all.extend(args);
+        self.inner
+            .pool
+            .next()
+            .custom::<Value, Value>(CustomCommand::new_static(name, ClusterHash::Custom(slot), false), all)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// `EVALSHA`, falling back to `EVAL` (which also caches the script) on `NOSCRIPT`.
+    async fn eval(&self, script: &Script, keys: &[&str], args: Vec<Value>) -> Result<Value, StoreError> {
+        let first = keys.first().ok_or_else(|| corrupt("script without keys"))?;
+        let slot = fred::util::redis_keyslot(first.as_bytes());
+        let mut all = Vec::with_capacity(2 + keys.len() + args.len());
+        all.push(s(script.sha.as_str()));
+        all.push(n(keys.len() as u64));
+        all.extend(keys.iter().map(|k| s(*k)));
+        all.extend(args);
+        let client = self.inner.pool.next();
+        match client
+            .custom::<Value, Value>(CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot), false), all.clone())
+            .await
+        {
+            Err(e) if e.details().contains("NOSCRIPT") => {
+                all[0] = s(script.lua.as_str());
+                client
+                    .custom::<Value, Value>(CustomCommand::new_static("EVAL", ClusterHash::Custom(slot), false), all)
+                    .await
+                    .map_err(|e| {
+                        tracing::debug!(script = script.name, error = %e, "script failed");
+                        unavailable(e)
+                    })
+            }
+            r => r.map_err(|e| {
+                tracing::debug!(script = script.name, error = %e, "script failed");
+                unavailable(e)
+            }),
+        }
+    }
+
+    /// Points `key` at `value` unless it already names something else; returns whether it
+    /// is ours.
+    async fn pointer(&self, key: &str, value: &str, expire_at: u64) -> Result<bool, StoreError> {
+        let v = self.eval(&self.inner.scripts.pointer, &[key], vec![s(value), n(expire_at)]).await?;
+        Ok(uint(&v) == Some(1))
+    }
+
+    async fn touch(&self, key: &str, member: &str, score: u64, expire_at: u64, mode: &str) -> Result<(), StoreError> {
+        self.eval(&self.inner.scripts.touch, &[key], vec![s(member), n(score), n(expire_at), s(mode)]).await.map(drop)
+    }
+
+    /// Best-effort removal of pointers of sessions that no longer exist (they are harmless,
+    /// since reads validate them, and expire anyway).
+    async fn drop_pointers(&self, records: &[Arc<SessionRecord>]) {
+        for r in records {
+            let mut keys: Vec<String> = r.lookup_hashes().map(|h| self.inner.keys.token(h)).collect();
+            keys.push(self.inner.keys.id_pointer(&id_hex(&r.id)));
+            for k in keys {
+                if let Err(e) = self.cmd("DEL", &k, Vec::new()).await {
+                    tracing::debug!(error = %e, "could not remove a stale pointer; it will expire");
+                }
+            }
+        }
+    }
+
+    /// Best-effort publication on the invalidation channel.
+    async fn publish(&self, inv: &Invalidation) {
+        let Ok(msg) = serde_json::to_string(inv) else { return };
+        if let Err(e) = self.cmd("PUBLISH", &self.inner.keys.channel(), vec![s(msg)]).await {
+            tracing::warn!(error = %e, "could not publish a session invalidation");
+        }
+    }
+
+    async fn removed(&self, records: &[Arc<SessionRecord>]) {
+        self.drop_pointers(records).await;
+        for r in records {
+            self.publish(&Invalidation::Session { id: r.id, token_hashes: r.lookup_hashes().copied().collect() }).await;
+        }
+    }
+
+    /// Reads a record and its subject's epoch in one step.
+    async fn load(&self, sk: &SubjectKeys, idh: &str) -> Result<Option<(SessionRecord, String, u64)>, StoreError> {
+        let rec_key = sk.record(idh);
+        let v = array(self.eval(&self.inner.scripts.load, &[&rec_key, &sk.epoch], Vec::new()).await?);
+        let Some(record) = v.first().and_then(decode) else {
+            return Ok(None);
+        };
+        let w = v.get(1).and_then(text).unwrap_or("0").to_owned();
+        let epoch = v.get(2).and_then(uint).unwrap_or(0);
+        Ok(Some((record, w, epoch)))
+    }
+
+    /// Validates that a record reached through pointer (`tag`, `idh`) really is that session.
+    fn genuine(&self, record: &SessionRecord, tag: &str, idh: &str) -> bool {
+        id_hex(&record.id) == idh && self.inner.keys.subject(&record.tenant, &record.subject).tag == tag
+    }
+
+    async fn subject_of(&self, id: &SessionId) -> Result<Option<SubjectKeys>, StoreError> {
+        let v = self.cmd("GET", &self.inner.keys.id_pointer(&id_hex(id)), Vec::new()).await?;
+        Ok(text(&v).map(|tag| self.inner.keys.subject_from_tag(tag.to_owned())))
+    }
+
+    fn record_expiry(&self, r: &SessionRecord) -> u64 {
+        r.deadline().0.saturating_add(self.inner.grace_ms)
+    }
+
+    fn pointer_expiry(&self, r: &SessionRecord) -> u64 {
+        r.absolute_expires_at.0.max(r.deadline().0).saturating_add(self.inner.grace_ms)
+    }
+
+    /// Write-ahead index entries: token and id pointers, tenant membership, sweep hint.
+    async fn write_ahead(&self, r: &SessionRecord, sk: &SubjectKeys, idh: &str) -> Result<(), StoreError> {
+        let keys = &self.inner.keys;
+        let value = format!("{}/{idh}", sk.tag);
+        let ptr_exp = self.pointer_expiry(r);
+        for h in r.lookup_hashes() {
+            if !self.pointer(&keys.token(h), &value, ptr_exp).await? {
+                return Err(corrupt("a token hash already belongs to another session"));
+            }
+        }
+        if !self.pointer(&keys.id_pointer(idh), &sk.tag, ptr_exp).await? {
+            return Err(corrupt("a session id already belongs to another subject"));
+        }
+        self.touch(&keys.tenant(&r.tenant), &enc(&r.subject), r.absolute_expires_at.0, ptr_exp, "GT").await?;
+        self.hint(sk, idh, r.deadline()).await
+    }
+
+    async fn hint(&self, sk: &SubjectKeys, idh: &str, deadline: UnixMs) -> Result<(), StoreError> {
+        let shard = self.inner.keys.expiry_shard_of(&sk.tag);
+        let member = format!("{}/{idh}", sk.tag);
+        self.touch(&shard, &member, deadline.0, deadline.0.saturating_add(self.inner.grace_ms), "").await
+    }
+
+    async fn delete_subject_keys(
+        &self,
+        sk: &SubjectKeys,
+        except: Option<&SessionId>,
+    ) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+        let except = except.map(id_hex).unwrap_or_default();
+        let v = self
+            .eval(
+                &self.inner.scripts.delete_subject,
+                &[&sk.idx, &sk.dl, &sk.seen],
+                vec![s(sk.base.as_str()), s(except), n(self.inner.grace_ms)],
+            )
+            .await?;
+        let gone: Vec<Arc<SessionRecord>> = array(v).iter().filter_map(decode).map(Arc::new).collect();
+        self.removed(&gone).await;
+        Ok(gone)
+    }
+
+    async fn sweep_round(&self, now: UnixMs, budget: usize, out: &mut Vec<Expired>) -> Result<bool, StoreError> {
+        let keys = &self.inner.keys;
+        // Candidates from every shard, earliest deadline first.
+        let mut cands: Vec<(u32, String, String, f64)> = Vec::new();
+        for shard in 0..EXPIRY_SHARDS {
+            let key = keys.expiry_shard(shard);
+            let args = vec![s("-inf"), n(now.0), s("BYSCORE"), s("LIMIT"), n(0), n(budget as u64), s("WITHSCORES")];
+            let rows = array(self.cmd("ZRANGE", &key, args).await?);
+            for pair in rows.chunks(2) {
+                if let [m, sc] = pair {
+                    if let (Some(m), Some(sc)) = (text(m), text(sc)) {
+                        cands.push((shard, m.to_owned(), sc.to_owned(), sc.parse().unwrap_or(0.0)));
+                    }
+                }
+            }
+        }
+        if cands.is_empty() {
+            return Ok(false);
+        }
+        cands.sort_by(|a, b| a.3.total_cmp(&b.3));
+        let mut fixes: BTreeMap<u32, Vec<Value>> = BTreeMap::new();
+        let mut i = 0;
+        while i < cands.len() && out.len() < budget {
+            // A batch of consecutive candidates of one subject, within the remaining budget.
+            let Some((tag, _)) = cands[i].1.rsplit_once('/') else {
+                fixes.entry(cands[i].0).or_default().extend([s(cands[i].1.as_str()), s(cands[i].2.as_str()), s("del")]);
+                i += 1;
+                continue;
+            };
+            let tag = tag.to_owned();
+            let room = budget - out.len();
+            let mut j = i;
+            let mut ids = Vec::new();
+            while j < cands.len()
+                && ids.len() < room
+                && cands[j].1.rsplit_once('/').map(|(t, _)| t) == Some(tag.as_str())
+            {
+                ids.push(cands[j].1.rsplit_once('/').map(|(_, id)| id.to_owned()).unwrap_or_default());
+                j += 1;
+            }
+            let sk = keys.subject_from_tag(tag);
+            let mut args = vec![s(sk.base.as_str()), n(now.0), n(self.inner.grace_ms)];
+            args.extend(ids.iter().map(|id| s(id.as_str())));
+            let res = array(self.eval(&self.inner.scripts.sweep_subject, &[&sk.idx, &sk.dl, &sk.seen], args).await?);
+            let mut removed = Vec::new();
+            for (k, row) in res.into_iter().enumerate() {
+                let row = array(row);
+                let (shard, member, seen_score) = (&cands[i + k].0, &cands[i + k].1, &cands[i + k].2);
+                let action = match row.get(1).and_then(text) {
+                    Some("x") => {
+                        if let Some(r) = row.get(2).and_then(decode) {
+                            let r = Arc::new(r);
+                            removed.push(r.clone());
+                            out.push(Expired { why: expiry_reason(&r, now), record: r });
+                        }
+                        s("del")
+                    }
+                    Some("n") => row.get(2).and_then(text).map(s).unwrap_or_else(|| s("del")),
+                    _ => s("del"),
+                };
+                fixes.entry(*shard).or_default().extend([s(member.as_str()), s(seen_score.as_str()), action]);
+            }
+            self.removed(&removed).await;
+            i = j;
+        }
+        for (shard, args) in fixes {
+            self.eval(&self.inner.scripts.hint_fix, &[&keys.expiry_shard(shard)], args).await?;
+        }
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(
+        &self,
+        record: SessionRecord,
+        limit: Option<LimitRule>,
+        now: UnixMs,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.op("create", async {
+            let sk = self.inner.keys.subject(&record.tenant, &record.subject);
+            let idh = id_hex(&record.id);
+            self.write_ahead(&record, &sk, &idh).await?;
+            let rec_key = sk.record(&idh);
+            let (max, action) = match limit {
+                Some(rule) => (
+                    u64::from(rule.max),
+                    match rule.action {
+                        LimitAction::DenyNew => "deny",
+                        LimitAction::EvictOldest => "oldest",
+                        LimitAction::EvictIdlest => "idlest",
+                    },
+                ),
+                None => (0, "none"),
+            };
+            let args = vec![
+                s(sk.base.as_str()),
+                s(idh.as_str()),
+                s(json(&record)?),
+                n(record.version),
+                n(record.created_at.0),
+                n(record.deadline().0),
+                n(record.last_seen_at.0),
+                n(self.record_expiry(&record)),
+                n(self.inner.grace_ms),
+                n(now.0),
+                // A limit of 0 would read as "no limit" in the script: 0 and 1 both leave
+                // room for just the new session.
+                n(if limit.is_some() { max.max(1) } else { 0 }),
+                s(action),
+            ];
+            let v = array(self.eval(&self.inner.scripts.create, &[&sk.idx, &sk.dl, &sk.seen, &rec_key], args).await?);
+            match v.first().and_then(text) {
+                Some("ok") => {
+                    let evicted: Vec<Arc<SessionRecord>> = v[1..].iter().filter_map(decode).map(Arc::new).collect();
+                    self.removed(&evicted).await;
+                    Ok(CreateOutcome::Created { evicted })
+                }
+                Some("limit") => {
+                    // The record does not exist: the write-ahead pointers lead nowhere.
+                    self.drop_pointers(&[Arc::new(record)]).await;
+                    Ok(CreateOutcome::LimitReached)
+                }
+                Some("dup") => Err(corrupt("create with an id already in use")),
+                _ => Err(corrupt("unexpected reply to create")),
+            }
+        })
+        .await
+    }
+
+    async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError> {
+        self.op("find_by_token", async {
+            let v = self.cmd("GET", &self.inner.keys.token(hash), Vec::new()).await?;
+            let Some((tag, idh)) = text(&v).and_then(|p| p.rsplit_once('/')) else {
+                return Ok(None);
+            };
+            let sk = self.inner.keys.subject_from_tag(tag.to_owned());
+            let Some((record, _, epoch)) = self.load(&sk, idh).await? else {
+                return Ok(None);
+            };
+            // A stale pointer (hash retired and forgotten, session replaced) resolves to
+            // nothing: the record must still list the hash.
+            if !self.genuine(&record, tag, idh) || !record.lookup_hashes().any(|h| h == hash) {
+                return Ok(None);
+            }
+            Ok(Some(Lookup { record: Arc::new(record), subject_epoch: epoch }))
+        })
+        .await
+    }
+
+    async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError> {
+        self.op("find_by_id", async {
+            let Some(sk) = self.subject_of(id).await? else {
+                return Ok(None);
+            };
+            let idh = id_hex(id);
+            let Some((record, _, epoch)) = self.load(&sk, &idh).await? else {
+                return Ok(None);
+            };
+            if !self.genuine(&record, &sk.tag, &idh) {
+                return Ok(None);
+            }
+            Ok(Some(Lookup { record: Arc::new(record), subject_epoch: epoch }))
+        })
+        .await
+    }
+
+    async fn update(&self, record: SessionRecord, expected_version: u64) -> Result<UpdateOutcome, StoreError> {
+        self.op("update", async {
+            let sk = self.inner.keys.subject(&record.tenant, &record.subject);
+            let idh = id_hex(&record.id);
+            self.write_ahead(&record, &sk, &idh).await?;
+            let rec_key = sk.record(&idh);
+            let args = vec![
+                s(idh.as_str()),
+                n(expected_version),
+                s(json(&record)?),
+                n(record.version),
+                n(record.created_at.0),
+                n(record.deadline().0),
+                n(record.last_seen_at.0),
+                n(self.record_expiry(&record)),
+                n(self.inner.grace_ms),
+            ];
+            let v = array(self.eval(&self.inner.scripts.update, &[&sk.idx, &sk.dl, &sk.seen, &rec_key], args).await?);
+            match v.first().and_then(text) {
+                Some("ok") => {
+                    let mut hashes: Vec<TokenHash> = record.lookup_hashes().copied().collect();
+                    if let Some(old) = v.get(1).and_then(decode) {
+                        let dropped: Vec<String> = old
+                            .lookup_hashes()
+                            .filter(|h| !record.lookup_hashes().any(|n| n == *h))
+                            .map(|h| self.inner.keys.token(h))
+                            .collect();
+                        for k in dropped {
+                            if let Err(e) = self.cmd("DEL", &k, Vec::new()).await {
+                                tracing::debug!(error = %e, "could not remove a retired token pointer; it will expire");
+                            }
+                        }
+                        hashes.extend(old.lookup_hashes().filter(|h| !hashes.contains(h)).copied().collect::<Vec<_>>());
+                    }
+                    self.publish(&Invalidation::Session { id: record.id, token_hashes: hashes }).await;
+                    Ok(UpdateOutcome::Updated)
+                }
+                Some("conflict") => match v.get(1).and_then(decode) {
+                    Some(cur) => Ok(UpdateOutcome::Conflict(Arc::new(cur))),
+                    None => Ok(UpdateOutcome::Missing),
+                },
+                Some("missing") => Ok(UpdateOutcome::Missing),
+                _ => Err(corrupt("unexpected reply to update")),
+            }
+        })
+        .await
+    }
+
+    async fn renew(
+        &self,
+        id: &SessionId,
+        seen: UnixMs,
+        idle_expires_at: UnixMs,
+        ip: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.op("renew", async {
+            let Some(sk) = self.subject_of(id).await? else {
+                return Ok(());
+            };
+            let idh = id_hex(id);
+            let rec_key = sk.record(&idh);
+            // Compare-and-set on the record's write count; a lost race is retried a few
+            // times, then the renewal is dropped (which only ends the session earlier).
+            for _ in 0..5 {
+                let Some((r, w, _)) = self.load(&sk, &idh).await? else {
+                    return Ok(());
+                };
+                if !self.genuine(&r, &sk.tag, &idh) {
+                    return Ok(());
+                }
+                if idle_expires_at <= r.idle_expires_at && seen <= r.last_seen_at {
+                    return Ok(());
+                }
+                let mut next = r;
+                next.last_seen_at = next.last_seen_at.max(seen);
+                next.idle_expires_at = next.idle_expires_at.max(idle_expires_at).min(next.absolute_expires_at);
+                if let Some(ip) = ip {
+                    next.device.last_ip = Some(ip.to_owned());
+                }
+                self.hint(&sk, &idh, next.deadline()).await?;
+                let args = vec![
+                    s(idh.as_str()),
+                    s(w),
+                    s(json(&next)?),
+                    n(next.deadline().0),
+                    n(next.last_seen_at.0),
+                    n(self.record_expiry(&next)),
+                    n(self.inner.grace_ms),
+                ];
+                let v = self.eval(&self.inner.scripts.renew, &[&sk.idx, &sk.dl, &sk.seen, &rec_key], args).await?;
+                if text(&v) != Some("retry") {
+                    return Ok(());
+                }
+            }
+            tracing::debug!("renewal dropped after repeated concurrent writes");
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.op("delete", async {
+            let Some(sk) = self.subject_of(id).await? else {
+                return Ok(None);
+            };
+            let idh = id_hex(id);
+            let rec_key = sk.record(&idh);
+            let v = self
+                .eval(
+                    &self.inner.scripts.delete,
+                    &[&sk.idx, &sk.dl, &sk.seen, &rec_key],
+                    vec![s(idh.as_str()), n(self.inner.grace_ms)],
+                )
+                .await?;
+            match decode(&v) {
+                Some(r) => {
+                    let r = Arc::new(r);
+                    self.removed(std::slice::from_ref(&r)).await;
+                    Ok(Some(r))
+                }
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    async fn delete_subject(
+        &self,
+        tenant: &str,
+        subject: &str,
+        except: Option<&SessionId>,
+    ) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+        self.op("delete_subject", async {
+            let sk = self.inner.keys.subject(tenant, subject);
+            self.delete_subject_keys(&sk, except).await
+        })
+        .await
+    }
+
+    async fn delete_tenant(&self, tenant: &str) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+        // One subject at a time (each atomic); the timeout applies per batch of subjects.
+        const BATCH: u64 = 256;
+        let key = self.inner.keys.tenant(tenant);
+        let mut out = Vec::new();
+        let mut start = 0u64;
+        loop {
+            let batch = self
+                .op("delete_tenant", async {
+                    let members = array(self.cmd("ZRANGE", &key, vec![n(start), n(start + BATCH - 1)]).await?);
+                    let mut gone = Vec::new();
+                    for m in &members {
+                        let Some(sub) = text(m) else { continue };
+                        let sk = self.inner.keys.subject_from_tag(format!("{}/{sub}", enc(tenant)));
+                        gone.extend(self.delete_subject_keys(&sk, None).await?);
+                    }
+                    Ok((members.len() as u64, gone))
+                })
+                .await?;
+            out.extend(batch.1);
+            if batch.0 < BATCH {
+                return Ok(out);
+            }
+            start += BATCH;
+        }
+    }
+
+    async fn list_subject(
+        &self,
+        tenant: &str,
+        subject: &str,
+        after: Option<PageCursor>,
+        limit: usize,
+        now: UnixMs,
+    ) -> Result<Page, StoreError> {
+        if limit == 0 {
+            return Ok(Page { sessions: Vec::new(), next: None });
+        }
+        self.op("list_subject", async {
+            let sk = self.inner.keys.subject(tenant, subject);
+            let (score, id) = match after {
+                Some(c) => (c.created_at.0.to_string(), id_hex(&c.id)),
+                None => ("-inf".to_owned(), String::new()),
+            };
+            let args = vec![s(sk.base.as_str()), n(now.0), s(score), s(id), n(limit as u64)];
+            let v = self.eval(&self.inner.scripts.list, &[&sk.idx, &sk.dl], args).await?;
+            let mut sessions: Vec<Arc<SessionRecord>> = array(v).iter().filter_map(decode).map(Arc::new).collect();
+            let next = if sessions.len() > limit {
+                sessions.truncate(limit);
+                sessions.last().map(|r| PageCursor { created_at: r.created_at, id: r.id })
+            } else {
+                None
+            };
+            Ok(Page { sessions, next })
+        })
+        .await
+    }
+
+    async fn subject_epoch(&self, tenant: &str, subject: &str) -> Result<u64, StoreError> {
+        self.op("subject_epoch", async {
+            let sk = self.inner.keys.subject(tenant, subject);
+            Ok(uint(&self.cmd("GET", &sk.epoch, Vec::new()).await?).unwrap_or(0))
+        })
+        .await
+    }
+
+    async fn bump_epoch(&self, tenant: &str, subject: &str) -> Result<u64, StoreError> {
+        self.op("bump_epoch", async {
+            let sk = self.inner.keys.subject(tenant, subject);
+            // No TTL: an epoch that vanished would revive the sessions it revoked.
+            let v = uint(&self.cmd("INCR", &sk.epoch, Vec::new()).await?).ok_or_else(|| corrupt("INCR reply"))?;
+            self.publish(&Invalidation::Subject { tenant: tenant.to_owned(), subject: subject.to_owned() }).await;
+            Ok(v)
+        })
+        .await
+    }
+
+    async fn sweep_expired(&self, now: UnixMs, max: usize) -> Result<Vec<Expired>, StoreError> {
+        let mut out = Vec::new();
+        if max == 0 {
+            return Ok(out);
+        }
+        // A few rounds: hints of deleted or renewed sessions are fixed on the way and may
+        // have taken the place of due ones in the first round.
+        for _ in 0..4 {
+            let more = self.op("sweep_expired", self.sweep_round(now, max, &mut out)).await?;
+            if !more || out.len() >= max {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.op("append_events", async {
+            let mut args = vec![n(self.inner.opts.events_max_len)];
+            for e in &events {
+                args.push(s(serde_json::to_string(e).map_err(|_| corrupt("event encoding"))?));
+            }
+            let keys = &self.inner.keys;
+            self.eval(&self.inner.scripts.append, &[&keys.events_seq(), &keys.events_log()], args).await.map(drop)
+        })
+        .await
+    }
+
+    async fn read_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        let Some(start) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.op("read_events", async {
+            let args = vec![s(format!("{start}-0")), s("+"), s("COUNT"), n(limit as u64)];
+            let rows = array(self.cmd("XRANGE", &self.inner.keys.events_log(), args).await?);
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let row = array(row);
+                let cursor = row
+                    .first()
+                    .and_then(text)
+                    .and_then(|id| id.split_once('-'))
+                    .and_then(|(c, _)| c.parse::<u64>().ok())
+                    .ok_or_else(|| corrupt("event stream id"))?;
+                let fields = row.into_iter().nth(1).map(array).unwrap_or_default();
+                let body = fields.get(1).and_then(bytes).ok_or_else(|| corrupt("event stream entry"))?;
+                let mut e: Event = serde_json::from_slice(body).map_err(|_| corrupt("undecodable event"))?;
+                e.cursor = cursor;
+                out.push(e);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.op("ping", async {
+            let cmd = CustomCommand::new_static("PING", ClusterHash::Random, false);
+            self.inner.pool.next().custom::<Value, Value>(cmd, Vec::new()).await.map(drop).map_err(unavailable)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_noeviction_is_safe() {
+        assert!(!policy_can_evict("noeviction"));
+        for p in ["allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-ttl", "volatile-random"] {
+            assert!(policy_can_evict(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn invalidations_round_trip_as_json() {
+        let inv = Invalidation::Session { id: SessionId::from_bytes([3; 16]), token_hashes: vec![TokenHash([9; 32])] };
+        let text = serde_json::to_string(&inv).expect("json");
+        assert_eq!(serde_json::from_str::<Invalidation>(&text).expect("json"), inv);
+    }
+}

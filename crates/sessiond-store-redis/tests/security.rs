@@ -1,0 +1,170 @@
+//! Attacks on the Redis layout that must fail: stale or forged pointers never resolve to a
+//! session that does not list the hash, and no session data is left without a TTL.
+#![allow(clippy::unwrap_used)]
+mod support;
+
+use std::sync::Arc;
+
+use sessiond_core::record::RetiredToken;
+use sessiond_core::store::{CreateOutcome, UpdateOutcome};
+use sessiond_core::time::{Clock, SystemClock};
+use sessiond_core::token::TokenHash;
+use sessiond_core::SessionStore;
+use support::{cli, fresh, test_options};
+
+mod records {
+    include!("support/records.rs");
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Writes a pointer key by hand, as a failed best-effort cleanup (or an attacker with write
+/// access to a pointer key only) would leave it.
+fn plant_token_pointer(prefix: &str, hash: &TokenHash, tenant: &str, subject: &str, id: &[u8; 16]) {
+    let key = format!("{prefix}:t:{}", hash.to_hex());
+    let value = format!("{tenant}/{subject}/{}", hex(id));
+    assert_eq!(cli(6379, &["set", &key, &value]).trim(), "OK");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_pointers_to_a_deleted_session_do_not_resolve() {
+    let (store, prefix) = fresh(test_options()).await;
+    let _cleanup = support::PrefixGuard(prefix.clone());
+    let now = SystemClock.now();
+    let r = records::record("acme", "alice", now);
+    assert!(matches!(store.create(r.clone(), None, now).await.unwrap(), CreateOutcome::Created { .. }));
+    assert!(store.delete(&r.id).await.unwrap().is_some());
+    // The delete removed the pointers; put them back as if that had failed.
+    plant_token_pointer(&prefix, &r.token_hash, "acme", "alice", r.id.as_bytes());
+    let idkey = format!("{prefix}:i:{}", hex(r.id.as_bytes()));
+    cli(6379, &["set", &idkey, "acme/alice"]);
+    assert!(store.find_by_token(&r.token_hash).await.unwrap().is_none(), "a revoked session resolved");
+    assert!(store.find_by_id(&r.id).await.unwrap().is_none(), "a revoked session was found by id");
+    // Nor can a late write bring it back through them.
+    let mut late = r.clone();
+    late.version += 1;
+    assert!(matches!(store.update(late, r.version).await.unwrap(), UpdateOutcome::Missing));
+    store.renew(&r.id, now, now.plus(std::time::Duration::from_secs(60)), None).await.unwrap();
+    assert!(store.find_by_id(&r.id).await.unwrap().is_none(), "renew resurrected a deleted session");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pointer_to_another_session_does_not_resolve() {
+    let (store, prefix) = fresh(test_options()).await;
+    let _cleanup = support::PrefixGuard(prefix.clone());
+    let now = SystemClock.now();
+    let victim = records::record("acme", "alice", now);
+    let other = records::record("acme", "mallory", now);
+    store.create(victim.clone(), None, now).await.unwrap();
+    store.create(other.clone(), None, now).await.unwrap();
+    // Point mallory's token hash at alice's session, and a never-issued hash too.
+    plant_token_pointer(&prefix, &other.token_hash, "acme", "alice", victim.id.as_bytes());
+    let forged = TokenHash([0x42; 32]);
+    plant_token_pointer(&prefix, &forged, "acme", "alice", victim.id.as_bytes());
+    assert!(store.find_by_token(&other.token_hash).await.unwrap().is_none());
+    assert!(store.find_by_token(&forged).await.unwrap().is_none());
+    // A pointer that names the right session under the wrong subject leads nowhere either.
+    plant_token_pointer(&prefix, &victim.token_hash, "acme", "mallory", victim.id.as_bytes());
+    assert!(store.find_by_token(&victim.token_hash).await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_retired_hash_does_not_resolve_even_with_its_pointer() {
+    let (store, prefix) = fresh(test_options()).await;
+    let _cleanup = support::PrefixGuard(prefix.clone());
+    let now = SystemClock.now();
+    let r = records::record("acme", "alice", now);
+    store.create(r.clone(), None, now).await.unwrap();
+    // Rotate: the old hash becomes a retired one…
+    let mut v1 = r.clone();
+    v1.token_hash = TokenHash([7; 32]);
+    v1.retired = vec![RetiredToken { hash: r.token_hash, grace_until: now, successor: None }];
+    v1.version = 1;
+    assert!(matches!(store.update(v1.clone(), 0).await.unwrap(), UpdateOutcome::Updated));
+    assert_eq!(store.find_by_token(&r.token_hash).await.unwrap().unwrap().record.id, r.id);
+    // …then forgotten.
+    let mut v2 = v1.clone();
+    v2.retired.clear();
+    v2.version = 2;
+    assert!(matches!(store.update(v2, 1).await.unwrap(), UpdateOutcome::Updated));
+    assert!(store.find_by_token(&r.token_hash).await.unwrap().is_none());
+    plant_token_pointer(&prefix, &r.token_hash, "acme", "alice", r.id.as_bytes());
+    assert!(store.find_by_token(&r.token_hash).await.unwrap().is_none(), "a forgotten token resolved");
+    assert!(store.find_by_token(&TokenHash([7; 32])).await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_session_key_has_a_ttl() {
+    let (store, prefix) = fresh(test_options()).await;
+    let _cleanup = support::PrefixGuard(prefix.clone());
+    let store: Arc<dyn SessionStore> = Arc::new(store);
+    let now = SystemClock.now();
+    for subject in ["alice", "bob"] {
+        let r = records::record("acme", subject, now);
+        store.create(r, None, now).await.unwrap();
+    }
+    store.bump_epoch("acme", "bob").await.unwrap();
+    let keys: Vec<String> =
+        cli(6379, &["--scan", "--pattern", &format!("{prefix}:*")]).lines().map(str::to_owned).collect();
+    assert!(keys.len() >= 10, "{keys:?}");
+    for k in &keys {
+        let ttl: i64 = cli(6379, &["pttl", k]).trim().parse().unwrap();
+        if k.ends_with(":epoch") {
+            // Deliberately persistent: an epoch that expired would revive revoked sessions.
+            assert_eq!(ttl, -1, "{k}");
+        } else {
+            assert!(ttl > 0, "{k} has no TTL ({ttl})");
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn other_stores_are_told_about_changes() {
+    let (a, prefix) = fresh(test_options()).await;
+    let _cleanup = support::PrefixGuard(prefix.clone());
+    let b = sessiond_store_redis::RedisStore::connect(
+        &support::redis_url(),
+        sessiond_store_redis::RedisOptions { key_prefix: prefix.clone(), ..test_options() },
+    )
+    .await
+    .unwrap();
+    let mut rx = b.invalidations();
+    let now = SystemClock.now();
+    let r = records::record("acme", "alice", now);
+    a.create(r.clone(), None, now).await.unwrap();
+    // The subscription is set up in the background: retry the epoch bump until seen.
+    let mut seen_subject = false;
+    for _ in 0..50 {
+        a.bump_epoch("acme", "alice").await.unwrap();
+        let got = tokio::time::timeout(std::time::Duration::from_millis(200), async {
+            loop {
+                match rx.recv().await {
+                    Ok(sessiond_store_redis::Invalidation::Subject { tenant, subject }) => {
+                        return tenant == "acme" && subject == "alice"
+                    }
+                    Ok(_) => continue,
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await;
+        if got == Ok(true) {
+            seen_subject = true;
+            break;
+        }
+    }
+    assert!(seen_subject, "no subject invalidation");
+    a.delete(&r.id).await.unwrap();
+    let got = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            if let Ok(sessiond_store_redis::Invalidation::Session { id, token_hashes }) = rx.recv().await {
+                return (id, token_hashes);
+            }
+        }
+    })
+    .await
+    .expect("a session invalidation");
+    assert_eq!(got, (r.id, vec![r.token_hash]));
+}

@@ -1,0 +1,209 @@
+//! Test support: a store isolated under a random key prefix whose keys are deleted when the
+//! last handle goes, and the Redis servers started when absent.
+#![allow(dead_code, clippy::unwrap_used)]
+
+use std::process::Command;
+use std::sync::{Arc, Once};
+
+use async_trait::async_trait;
+use sessiond_core::event::Event;
+use sessiond_core::id::SessionId;
+use sessiond_core::record::SessionRecord;
+use sessiond_core::store::{CreateOutcome, Expired, LimitRule, Lookup, Page, PageCursor, UpdateOutcome};
+use sessiond_core::time::UnixMs;
+use sessiond_core::token::TokenHash;
+use sessiond_core::{SessionStore, StoreError};
+use sessiond_store_redis::{RedisOptions, RedisStore};
+
+/// URL of the standalone test server.
+pub fn redis_url() -> String {
+    std::env::var("SESSIOND_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// Runs `scripts/ensure-services.sh` once per test binary when Redis is not reachable.
+pub fn ensure_services() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::net::TcpStream::connect("127.0.0.1:6379").is_err() {
+            let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/ensure-services.sh");
+            let status = Command::new("bash").arg(script).status().expect("run ensure-services.sh");
+            assert!(status.success(), "ensure-services.sh failed");
+        }
+    });
+}
+
+/// A random key prefix for one store.
+pub fn random_prefix() -> String {
+    let b = sessiond_core::token::os_random::<8>();
+    format!("sdt-{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+}
+
+/// Deletes every key under `prefix` on the standalone server (SCAN is fine in tests).
+pub fn delete_prefix(port: u16, prefix: &str) {
+    // The prefix is `sdt-` and hex only: safe to put in a shell line.
+    assert!(prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+    let line = format!(
+        "redis-cli -p {port} --scan --pattern '{prefix}:*' | xargs -r -n 500 redis-cli -p {port} del >/dev/null"
+    );
+    let _ = Command::new("sh").arg("-c").arg(line).status();
+}
+
+/// Options for tests: a generous timeout, since CI machines are small and busy.
+pub fn test_options() -> RedisOptions {
+    RedisOptions { timeout: std::time::Duration::from_secs(5), ..Default::default() }
+}
+
+/// A free TCP port on 127.0.0.1 whose cluster-bus port (+10000) is free too.
+pub fn free_port() -> u16 {
+    loop {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let p = l.local_addr().expect("addr").port();
+        if p < 55_000 && std::net::TcpListener::bind(("127.0.0.1", p + 10_000)).is_ok() {
+            return p;
+        }
+    }
+}
+
+/// A `redis-server` child process, killed on drop.
+pub struct Server {
+    pub port: u16,
+    pub child: std::process::Child,
+}
+
+impl Server {
+    /// Starts `redis-server` on `port` in `dir` with extra arguments, and waits until it
+    /// answers.
+    pub fn start(port: u16, dir: &std::path::Path, extra: &[&str]) -> Server {
+        ensure_services(); // installs redis-server if missing
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--daemonize", "no", "--dir"])
+            .arg(dir)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        let server = Server { port, child };
+        for _ in 0..100 {
+            if cli(port, &["ping"]).trim() == "PONG" {
+                return server;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        panic!("redis-server on port {port} did not come up");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `redis-cli -p port args…` and returns its output.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let out = Command::new("redis-cli").arg("-p").arg(port.to_string()).args(args).output().expect("redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A store under a fresh prefix on the standalone server.
+pub async fn fresh(options: RedisOptions) -> (RedisStore, String) {
+    ensure_services();
+    let prefix = random_prefix();
+    let store = RedisStore::connect(&redis_url(), RedisOptions { key_prefix: prefix.clone(), ..options })
+        .await
+        .expect("connect to redis");
+    (store, prefix)
+}
+
+/// A store that deletes its keys when dropped.
+pub struct Isolated {
+    pub inner: RedisStore,
+    pub prefix: String,
+    pub port: Option<u16>,
+}
+
+impl Drop for Isolated {
+    fn drop(&mut self) {
+        if let Some(port) = self.port {
+            delete_prefix(port, &self.prefix);
+        }
+    }
+}
+
+/// The conformance factory: a fresh, isolated store.
+pub async fn redis_store() -> Arc<dyn SessionStore> {
+    let (inner, prefix) = fresh(test_options()).await;
+    Arc::new(Isolated { inner, prefix, port: Some(6379) })
+}
+
+#[async_trait]
+impl SessionStore for Isolated {
+    async fn create(&self, r: SessionRecord, l: Option<LimitRule>, now: UnixMs) -> Result<CreateOutcome, StoreError> {
+        self.inner.create(r, l, now).await
+    }
+    async fn find_by_token(&self, h: &TokenHash) -> Result<Option<Lookup>, StoreError> {
+        self.inner.find_by_token(h).await
+    }
+    async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError> {
+        self.inner.find_by_id(id).await
+    }
+    async fn update(&self, r: SessionRecord, v: u64) -> Result<UpdateOutcome, StoreError> {
+        self.inner.update(r, v).await
+    }
+    async fn renew(&self, id: &SessionId, seen: UnixMs, idle: UnixMs, ip: Option<&str>) -> Result<(), StoreError> {
+        self.inner.renew(id, seen, idle, ip).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.inner.delete(id).await
+    }
+    async fn delete_subject(
+        &self,
+        t: &str,
+        s: &str,
+        except: Option<&SessionId>,
+    ) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+        self.inner.delete_subject(t, s, except).await
+    }
+    async fn delete_tenant(&self, t: &str) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+        self.inner.delete_tenant(t).await
+    }
+    async fn list_subject(
+        &self,
+        t: &str,
+        s: &str,
+        after: Option<PageCursor>,
+        limit: usize,
+        now: UnixMs,
+    ) -> Result<Page, StoreError> {
+        self.inner.list_subject(t, s, after, limit, now).await
+    }
+    async fn subject_epoch(&self, t: &str, s: &str) -> Result<u64, StoreError> {
+        self.inner.subject_epoch(t, s).await
+    }
+    async fn bump_epoch(&self, t: &str, s: &str) -> Result<u64, StoreError> {
+        self.inner.bump_epoch(t, s).await
+    }
+    async fn sweep_expired(&self, now: UnixMs, max: usize) -> Result<Vec<Expired>, StoreError> {
+        self.inner.sweep_expired(now, max).await
+    }
+    async fn append_events(&self, e: Vec<Event>) -> Result<(), StoreError> {
+        self.inner.append_events(e).await
+    }
+    async fn read_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.inner.read_events(after, limit).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+}
+
+/// Deletes a prefix's keys when dropped, so a failing test cleans up too.
+pub struct PrefixGuard(pub String);
+
+impl Drop for PrefixGuard {
+    fn drop(&mut self) {
+        delete_prefix(6379, &self.0);
+    }
+}
