@@ -232,12 +232,12 @@ impl SessionStore for CountingStore {
     }
 }
 
-/// Generates one `#[tokio::test]` per conformance case, each over a fresh store from
-/// `$factory` (an `async fn() -> Arc<dyn SessionStore>`).
+/// Calls `$callback!` with the list of every conformance case, the one place the list is
+/// written (used by [`conformance_tests!`] and [`run_all`]).
 #[macro_export]
-macro_rules! conformance_tests {
-    ($factory:path) => {
-        $crate::conformance_tests!(@cases $factory;
+macro_rules! for_each_case {
+    ($callback:path; $($args:tt)*) => {
+        $callback! { $($args)*;
             create_resolve_round_trip,
             forged_tokens_never_reach_the_store,
             unknown_token_is_unknown_session,
@@ -263,9 +263,23 @@ macro_rules! conformance_tests {
             binding_revoke_policy,
             peek_does_not_renew,
             retired_token_found_only_while_remembered,
-        );
+        }
     };
-    (@cases $factory:path; $($case:ident),* $(,)?) => {
+}
+
+/// Generates one `#[tokio::test]` per conformance case, each over a fresh store from
+/// `$factory` (an `async fn() -> Arc<dyn SessionStore>`).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($factory:path) => {
+        $crate::for_each_case!($crate::__conformance_test_fns; $factory);
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test_fns {
+    ($factory:path; $($case:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
             async fn $case() {
@@ -274,4 +288,149 @@ macro_rules! conformance_tests {
             }
         )*
     };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_run_all {
+    ($factory:ident; $($case:ident),* $(,)?) => {
+        $(
+            $crate::cases::$case($factory().await).await;
+        )*
+    };
+}
+
+/// Runs every conformance case in turn, each over a fresh store from `factory`, inside one
+/// test (for stores whose setup is expensive, such as a cluster started by the test).
+pub async fn run_all<F, Fut>(factory: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Arc<dyn SessionStore>>,
+{
+    for_each_case!(__conformance_run_all; factory);
+}
+
+/// A store plus something that must live exactly as long as it — a temporary directory, a
+/// database schema or a key prefix to clean up on drop. Every call is delegated to the store;
+/// the store is dropped *before* the guard (field order), so cleanup runs after it closed.
+///
+/// Store crates use it in their conformance factories instead of each writing a delegating
+/// wrapper.
+pub struct Guarded<S, G> {
+    store: S,
+    _guard: G,
+}
+
+impl<S, G> Guarded<S, G> {
+    /// Wraps `store`, keeping `guard` alive until the wrapper is dropped.
+    pub fn new(store: S, guard: G) -> Self {
+        Self { store, _guard: guard }
+    }
+
+    /// The wrapped store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore, G: Send + Sync + 'static> SessionStore for Guarded<S, G> {
+    async fn create(
+        &self,
+        record: SessionRecord,
+        limit: Option<LimitRule>,
+        now: UnixMs,
+    ) -> Result<CreateOutcome, StoreError> {
+        self.store.create(record, limit, now).await
+    }
+    async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError> {
+        self.store.find_by_token(hash).await
+    }
+    async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError> {
+        self.store.find_by_id(id).await
+    }
+    async fn update(&self, record: SessionRecord, expected_version: u64) -> Result<UpdateOutcome, StoreError> {
+        self.store.update(record, expected_version).await
+    }
+    async fn renew(&self, id: &SessionId, seen: UnixMs, idle: UnixMs, ip: Option<&str>) -> Result<(), StoreError> {
+        self.store.renew(id, seen, idle, ip).await
+    }
+    async fn delete(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.store.delete(id).await
+    }
+    async fn delete_subject(
+        &self,
+        tenant: &str,
+        subject: &str,
+        except: Option<&SessionId>,
+    ) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+        self.store.delete_subject(tenant, subject, except).await
+    }
+    async fn delete_tenant(&self, tenant: &str) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+        self.store.delete_tenant(tenant).await
+    }
+    async fn list_subject(
+        &self,
+        tenant: &str,
+        subject: &str,
+        after: Option<PageCursor>,
+        limit: usize,
+        now: UnixMs,
+    ) -> Result<Page, StoreError> {
+        self.store.list_subject(tenant, subject, after, limit, now).await
+    }
+    async fn subject_epoch(&self, tenant: &str, subject: &str) -> Result<u64, StoreError> {
+        self.store.subject_epoch(tenant, subject).await
+    }
+    async fn bump_epoch(&self, tenant: &str, subject: &str) -> Result<u64, StoreError> {
+        self.store.bump_epoch(tenant, subject).await
+    }
+    async fn sweep_expired(&self, now: UnixMs, max: usize) -> Result<Vec<Expired>, StoreError> {
+        self.store.sweep_expired(now, max).await
+    }
+    async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
+        self.store.append_events(events).await
+    }
+    async fn read_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
+        self.store.read_events(after, limit).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.store.ping().await
+    }
+}
+
+/// A plausible browser-session record for store-level tests: the given id and token hash,
+/// policy `default`, idle deadline 30 min and absolute deadline 12 h after `now`, a Chrome
+/// user agent and a documentation IP.
+pub fn record_with(id: [u8; 16], hash: [u8; 32], tenant: &str, subject: &str, now: UnixMs) -> SessionRecord {
+    SessionRecord {
+        id: SessionId::from_bytes(id),
+        token_hash: TokenHash(hash),
+        subject: subject.into(),
+        tenant: tenant.into(),
+        policy: "default".into(),
+        created_at: now,
+        last_seen_at: now,
+        idle_expires_at: now.plus(Duration::from_secs(30 * 60)),
+        absolute_expires_at: now.plus(Duration::from_secs(12 * 3600)),
+        rotated_at: now,
+        auth_time: now,
+        aal: 1,
+        amr: vec!["pwd".into()],
+        device: sessiond_core::record::DeviceInfo {
+            user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36".into()),
+            first_ip: Some("192.0.2.10".into()),
+            last_ip: Some("192.0.2.10".into()),
+        },
+        data: Default::default(),
+        revision: 0,
+        epoch: 0,
+        version: 0,
+        retired: Vec::new(),
+    }
+}
+
+/// [`record_with`] with a random id and token hash.
+pub fn record(tenant: &str, subject: &str, now: UnixMs) -> SessionRecord {
+    record_with(sessiond_core::token::os_random::<16>(), sessiond_core::token::os_random::<32>(), tenant, subject, now)
 }

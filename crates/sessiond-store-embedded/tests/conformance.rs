@@ -9,7 +9,7 @@ use sessiond_core::SessionStore;
 
 /// A fresh store in its own temporary directory (removed when the store is dropped).
 async fn embedded_store() -> Arc<dyn SessionStore> {
-    Arc::new(common::TempStore::new())
+    Arc::new(common::temp_store())
 }
 
 sessiond_conformance::conformance_tests!(embedded_store);

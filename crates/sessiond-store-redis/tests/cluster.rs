@@ -6,7 +6,6 @@ mod support;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sessiond_conformance::cases;
 use sessiond_core::SessionStore;
 use sessiond_store_redis::{RedisOptions, RedisStore};
 use support::{cli, free_port, random_prefix, test_options, Server};
@@ -55,49 +54,17 @@ impl Cluster {
     }
 }
 
-macro_rules! run_cases {
-    ($url:expr; $($case:ident),* $(,)?) => {
-        $(
-            let store = RedisStore::connect($url, RedisOptions { key_prefix: random_prefix(), ..test_options() })
-                .await
-                .expect("connect to the cluster");
-            let store: Arc<dyn SessionStore> = Arc::new(store);
-            cases::$case(store).await;
-        )*
-    };
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conformance_on_a_three_master_cluster() {
     let cluster = Cluster::start();
     let url = cluster.url();
-    run_cases!(&url;
-        create_resolve_round_trip,
-        forged_tokens_never_reach_the_store,
-        unknown_token_is_unknown_session,
-        idle_timeout_ends_session,
-        absolute_timeout_ends_active_session,
-        renewal_is_throttled,
-        rotation_grace_returns_same_successor_then_detects_theft,
-        parallel_resolves_during_rotation_share_one_successor,
-        interval_rotation_on_resolve,
-        elevate_updates_assurance_and_rotates,
-        limit_deny_new,
-        limit_evict_oldest,
-        limit_evict_idlest,
-        parallel_creates_never_exceed_limit,
-        data_compare_and_set_and_no_resurrection,
-        revoke_one_subject_tenant,
-        epoch_bump_revokes_existing_sessions_only,
-        list_paginates_live_sessions_of_one_subject,
-        sweeper_removes_expired_and_emits_events,
-        events_are_ordered_and_read_from_a_cursor,
-        prelogin_token_is_revoked_not_adopted,
-        logout_replay_is_refused,
-        binding_revoke_policy,
-        peek_does_not_renew,
-        retired_token_found_only_while_remembered,
-    );
+    sessiond_conformance::run_all(|| async {
+        let store = RedisStore::connect(&url, RedisOptions { key_prefix: random_prefix(), ..test_options() })
+            .await
+            .expect("connect to the cluster");
+        Arc::new(store) as Arc<dyn SessionStore>
+    })
+    .await;
     // The data really is spread over the masters (so cross-slot mistakes would have shown).
     let busy = cluster.nodes.iter().filter(|n| cli(n.port, &["dbsize"]).trim().parse::<u64>().unwrap_or(0) > 0).count();
     assert!(busy >= 2, "all keys landed on {busy} node(s)");

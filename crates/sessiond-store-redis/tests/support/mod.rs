@@ -5,14 +5,7 @@
 use std::process::Command;
 use std::sync::{Arc, Once};
 
-use async_trait::async_trait;
-use sessiond_core::event::Event;
-use sessiond_core::id::SessionId;
-use sessiond_core::record::SessionRecord;
-use sessiond_core::store::{CreateOutcome, Expired, LimitRule, Lookup, Page, PageCursor, UpdateOutcome};
-use sessiond_core::time::UnixMs;
-use sessiond_core::token::TokenHash;
-use sessiond_core::{SessionStore, StoreError};
+use sessiond_core::SessionStore;
 use sessiond_store_redis::{RedisOptions, RedisStore};
 
 /// URL of the standalone test server.
@@ -117,86 +110,10 @@ pub async fn fresh(options: RedisOptions) -> (RedisStore, String) {
     (store, prefix)
 }
 
-/// A store that deletes its keys when dropped.
-pub struct Isolated {
-    pub inner: RedisStore,
-    pub prefix: String,
-    pub port: Option<u16>,
-}
-
-impl Drop for Isolated {
-    fn drop(&mut self) {
-        if let Some(port) = self.port {
-            delete_prefix(port, &self.prefix);
-        }
-    }
-}
-
-/// The conformance factory: a fresh, isolated store.
+/// The conformance factory: a fresh store under its own prefix, deleted when dropped.
 pub async fn redis_store() -> Arc<dyn SessionStore> {
     let (inner, prefix) = fresh(test_options()).await;
-    Arc::new(Isolated { inner, prefix, port: Some(6379) })
-}
-
-#[async_trait]
-impl SessionStore for Isolated {
-    async fn create(&self, r: SessionRecord, l: Option<LimitRule>, now: UnixMs) -> Result<CreateOutcome, StoreError> {
-        self.inner.create(r, l, now).await
-    }
-    async fn find_by_token(&self, h: &TokenHash) -> Result<Option<Lookup>, StoreError> {
-        self.inner.find_by_token(h).await
-    }
-    async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError> {
-        self.inner.find_by_id(id).await
-    }
-    async fn update(&self, r: SessionRecord, v: u64) -> Result<UpdateOutcome, StoreError> {
-        self.inner.update(r, v).await
-    }
-    async fn renew(&self, id: &SessionId, seen: UnixMs, idle: UnixMs, ip: Option<&str>) -> Result<(), StoreError> {
-        self.inner.renew(id, seen, idle, ip).await
-    }
-    async fn delete(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
-        self.inner.delete(id).await
-    }
-    async fn delete_subject(
-        &self,
-        t: &str,
-        s: &str,
-        except: Option<&SessionId>,
-    ) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
-        self.inner.delete_subject(t, s, except).await
-    }
-    async fn delete_tenant(&self, t: &str) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
-        self.inner.delete_tenant(t).await
-    }
-    async fn list_subject(
-        &self,
-        t: &str,
-        s: &str,
-        after: Option<PageCursor>,
-        limit: usize,
-        now: UnixMs,
-    ) -> Result<Page, StoreError> {
-        self.inner.list_subject(t, s, after, limit, now).await
-    }
-    async fn subject_epoch(&self, t: &str, s: &str) -> Result<u64, StoreError> {
-        self.inner.subject_epoch(t, s).await
-    }
-    async fn bump_epoch(&self, t: &str, s: &str) -> Result<u64, StoreError> {
-        self.inner.bump_epoch(t, s).await
-    }
-    async fn sweep_expired(&self, now: UnixMs, max: usize) -> Result<Vec<Expired>, StoreError> {
-        self.inner.sweep_expired(now, max).await
-    }
-    async fn append_events(&self, e: Vec<Event>) -> Result<(), StoreError> {
-        self.inner.append_events(e).await
-    }
-    async fn read_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
-        self.inner.read_events(after, limit).await
-    }
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.inner.ping().await
-    }
+    Arc::new(sessiond_conformance::Guarded::new(inner, PrefixGuard(prefix)))
 }
 
 /// Deletes a prefix's keys when dropped, so a failing test cleans up too.
