@@ -28,6 +28,15 @@ impl SessionId {
     pub const fn as_bytes(&self) -> &[u8; 16] {
         &self.0
     }
+
+    /// Writes the text form (`ses_` + 22 characters) into `buf` without allocating and
+    /// returns it (for hot paths such as response headers).
+    pub fn encode_into<'b>(&self, buf: &'b mut [u8; 26]) -> &'b str {
+        buf[..4].copy_from_slice(SESSION_ID_PREFIX.as_bytes());
+        // 16 bytes always encode to exactly 22 base64url characters, which fit.
+        let n = URL_SAFE_NO_PAD.encode_slice(self.0, &mut buf[4..]).unwrap_or(0);
+        std::str::from_utf8(&buf[..4 + n]).unwrap_or(SESSION_ID_PREFIX)
+    }
 }
 
 impl fmt::Display for SessionId {
@@ -130,6 +139,8 @@ mod tests {
         assert!(s.starts_with("ses_"));
         assert_eq!(s.len(), 26);
         assert_eq!(s.parse::<SessionId>().ok(), Some(id));
+        let mut buf = [0u8; 26];
+        assert_eq!(id.encode_into(&mut buf), s);
         for bad in
             ["", "ses_", "ses_!!!!!!!!!!!!!!!!!!!!!!", "xyz_AAAAAAAAAAAAAAAAAAAAAA", "ses_AAAAAAAAAAAAAAAAAAAAAAA"]
         {

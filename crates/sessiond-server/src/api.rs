@@ -646,9 +646,13 @@ pub async fn forward_auth(State(s): State<AppState>, meta: ClientMeta, req: axum
         }
     }
     let mut res = StatusCode::OK.into_response();
+    // Room for the session headers, Cache-Control, a Set-Cookie and what hyper adds, so the
+    // map is allocated once instead of growing on every insert.
+    *res.headers_mut() = HeaderMap::with_capacity(16);
     let h = res.headers_mut();
     h.insert(HeaderName::from_static("x-session-subject"), header_text(&rec.subject));
-    h.insert(HeaderName::from_static("x-session-id"), header_text(&rec.id.to_string()));
+    let mut id = [0u8; 26];
+    h.insert(HeaderName::from_static("x-session-id"), header_text(rec.id.encode_into(&mut id)));
     h.insert(HeaderName::from_static("x-session-tenant"), header_text(&rec.tenant));
     h.insert(HeaderName::from_static("x-session-aal"), HeaderValue::from(u16::from(r.aal())));
     h.insert(HeaderName::from_static("x-session-auth-time"), HeaderValue::from(rec.auth_time.as_secs()));
