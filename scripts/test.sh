@@ -21,5 +21,8 @@ fi
 scripts/ensure-services.sh   # Redis and PostgreSQL on their standard loopback ports
 scripts/ensure-tools.sh      # nginx, caddy, chromium + chromedriver for the proxy/browser tests
 export SESSIOND_REQUIRE_TOOLS=1
+# The proxy and browser tests run the demo application as a program: build it (and the
+# sessiond binary) first — `--all-targets` builds examples only as test harnesses.
+cargo build -p sessiond --bins --examples
 cargo test --workspace --all-targets --no-fail-fast "$@"
 cargo test --workspace --doc --no-fail-fast "$@"

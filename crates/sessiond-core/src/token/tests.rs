@@ -139,11 +139,17 @@ fn token_randomness_gates() {
     assert!(out_of_bounds < 2, "{out_of_bounds} bit positions fail the monobit bounds: {ones:?}");
     // Chi-square with 63 degrees of freedom; p = 1e-4 critical value is about 117.
     let expected = N as f64 / 64.0;
+    // As with the monobit gate, fail on two or more positions out of bounds: one position by
+    // chance is a 4e-5 event per position (40 positions: ~0.2 % of runs), two are ~1e-6.
+    let mut chi_fail = Vec::new();
     for (pos, counts) in char_counts.iter().enumerate() {
         assert!(counts.iter().all(|&c| c > 0), "position {pos} does not use the whole alphabet");
         let chi: f64 = counts.iter().map(|&c| (f64::from(c) - expected).powi(2) / expected).sum();
-        assert!(chi < 117.0, "position {pos} chi-square {chi}");
+        if chi >= 117.0 {
+            chi_fail.push((pos, chi));
+        }
     }
+    assert!(chi_fail.len() < 2, "character positions fail the chi-square gate: {chi_fail:?}");
 }
 
 /// Checklist §7.3 step 7, the code gate: token, key and id randomness come only from the OS
