@@ -119,24 +119,7 @@ impl Srv {
         } else {
             cmd.arg("--dev");
         }
-        let mut child = cmd.spawn().expect("spawn sessiond");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("sessiond listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(u) => u,
-            Err(_) => {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(tmp.path().join("stderr.log")).unwrap_or_default();
-                panic!("sessiond did not start:\n{log}");
-            }
-        };
+        let (child, url) = spawn_sessiond(&mut cmd, &tmp.path().join("stderr.log"));
         Srv { child, url, dir, tmp: Some(tmp), tls: opts.tls, ca_pem }
     }
 
@@ -342,24 +325,7 @@ impl Srv {
         if !opts.no_env_key {
             cmd.env("SESSIOND_API_KEY", KEY);
         }
-        let mut child = cmd.spawn().expect("spawn sessiond");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("sessiond listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(u) => u,
-            Err(_) => {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(tmp.path().join("stderr.log")).unwrap_or_default();
-                panic!("sessiond did not start:\n{log}");
-            }
-        };
+        let (child, url) = spawn_sessiond(&mut cmd, &tmp.path().join("stderr.log"));
         Srv { child, url, dir, tmp: Some(tmp), tls: false, ca_pem: None }
     }
 
@@ -538,5 +504,29 @@ impl RedisCluster {
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         format!("redis+cluster://{}", hosts.join(","))
+    }
+}
+
+/// Starts `cmd` (a `sessiond serve` with stdout piped and stderr sent to `stderr_log`) and
+/// waits up to 30 s for its "sessiond listening on URL" line; returns the child and the URL,
+/// or panics with the server's log.
+pub fn spawn_sessiond(cmd: &mut Command, stderr_log: &Path) -> (Child, String) {
+    let mut child = cmd.spawn().expect("spawn sessiond");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.strip_prefix("sessiond listening on ") {
+                let _ = tx.send(url.to_owned());
+            }
+        }
+    });
+    match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(url) => (child, url),
+        Err(_) => {
+            let _ = child.kill();
+            let log = std::fs::read_to_string(stderr_log).unwrap_or_default();
+            panic!("sessiond did not start:\n{log}");
+        }
     }
 }

@@ -5,10 +5,8 @@
 //! Raw tokens never reach test output: assertion messages go through [`redact`].
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -186,24 +184,7 @@ impl Node {
         if let Some(k) = &opts.signing_key {
             cmd.arg("--signing-key-file").arg(k);
         }
-        let mut child = cmd.spawn().expect("spawn sessiond");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line.strip_prefix("sessiond listening on ") {
-                    let _ = tx.send(url.to_owned());
-                }
-            }
-        });
-        let url = match rx.recv_timeout(Duration::from_secs(30)) {
-            Ok(u) => u,
-            Err(_) => {
-                let _ = child.kill();
-                let log = std::fs::read_to_string(tmp.path().join("stderr.log")).unwrap_or_default();
-                panic!("sessiond did not start:\n{log}");
-            }
-        };
+        let (child, url) = crate::common::spawn_sessiond(&mut cmd, &tmp.path().join("stderr.log"));
         assert!(url.starts_with("https://"), "the suite runs sessiond with TLS: {url}");
         let addr = url.trim_start_matches("https://").to_owned();
         let ca_pem = ck.cert.pem();
