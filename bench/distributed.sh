@@ -120,7 +120,7 @@ echo
 echo "| run | requests/s | vs empty | p99 | non-2xx | Redis commands per request |"
 echo "|---|---|---|---|---|---|"
 echo "| empty axum handler (same stack) | $(rps empty) | 100 % | $(p99 empty) | $(non2xx empty) | – |"
-echo "| forward-auth, Redis + near-cache (1 s) | $(rps cached) | $(pct cached) | $(p99 cached) | $(non2xx cached) | $(per cached) |"
+echo "| forward-auth, Redis + near-cache (${NEAR_CACHE_TTL_MS:-1000} ms) | $(rps cached) | $(pct cached) | $(p99 cached) | $(non2xx cached) | $(per cached) |"
 echo "| forward-auth, Redis, no near-cache | $(rps nocache) | $(pct nocache) | $(p99 nocache) | $(non2xx nocache) | $(per nocache) |"
 echo
 echo "($SESSIONS sessions, $CONNS connections, $THREADS wrk threads, $DURATION per run, $(nproc) cores)"
