@@ -265,7 +265,44 @@ mod tests {
         }
     }
 
+    /// The load's fast decoder agrees with `SessionRecord::decode`, and falls back to it.
+    #[test]
+    fn decode_stored_matches_decode() {
+        let mut r = sample();
+        let check = |r: &SessionRecord| {
+            let json = r.encode();
+            let mut bytes = json.clone();
+            assert_eq!(crate::decode_stored(&mut bytes), SessionRecord::decode(&json));
+            assert_eq!(crate::decode_stored(&mut json.clone()).as_ref(), Some(r));
+        };
+        check(&r);
+        r.data.clear();
+        r.retired.clear();
+        r.amr.clear();
+        r.device = DeviceInfo::default();
+        r.subject = "a\"b\\c\u{1F600}é".into();
+        check(&r);
+        let mut v: serde_json::Value = serde_json::from_slice(&sample().encode()).unwrap_or_default();
+        v["v"] = 2.into();
+        let future = serde_json::to_vec(&v).unwrap_or_default();
+        for bad in [&b"not json"[..], b"{}", b"{\"v\":1,", b"{\"v\":1,\"id\":3}", &future, b""] {
+            let mut bytes = bad.to_vec();
+            assert_eq!(crate::decode_stored(&mut bytes), None, "{}", String::from_utf8_lossy(bad));
+            assert_eq!(bytes, bad, "a refused record is left as it was");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn decode_stored_any_strings(subject in ".{0,40}", tenant in ".{0,10}", ua in proptest::option::of(".{0,60}")) {
+            let mut r = sample();
+            r.subject = subject;
+            r.tenant = tenant;
+            r.device.user_agent = ua;
+            let json = r.encode();
+            prop_assert_eq!(crate::decode_stored(&mut json.clone()), Some(r));
+        }
+
         #[test]
         fn round_trip_any_strings(subject in ".{0,300}", tenant in ".{0,40}", ua in proptest::option::of(".{0,600}"),
                                   amr in proptest::collection::vec("[a-z]{0,5}", 0..20),

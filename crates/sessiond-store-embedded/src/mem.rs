@@ -69,7 +69,9 @@ impl Slot {
 /// What the index needs of a session, computed off the index's lock (or thread).
 pub(crate) struct Prepared {
     id: SessionId,
-    hashes: Vec<TokenHash>,
+    token_hash: TokenHash,
+    /// Hashes of the retired tokens (usually none: no allocation).
+    retired: Vec<TokenHash>,
     key: Box<str>,
     created_at: UnixMs,
     deadline: UnixMs,
@@ -80,7 +82,8 @@ impl Prepared {
     pub(crate) fn new(r: &SessionRecord, blob: Box<[u8]>) -> Self {
         Self {
             id: r.id,
-            hashes: r.lookup_hashes().copied().collect(),
+            token_hash: r.token_hash,
+            retired: r.retired.iter().map(|t| t.hash).collect(),
             key: subject_key(&r.tenant, &r.subject).into_boxed_str(),
             created_at: r.created_at,
             deadline: r.deadline(),
@@ -138,7 +141,8 @@ impl Mem {
             subject.sessions.insert(at, entry);
         }
         let epoch = subject.epoch.clone();
-        for h in &p.hashes {
+        self.by_token.insert(p.token_hash, p.id);
+        for h in &p.retired {
             self.by_token.insert(*h, p.id);
         }
         self.sessions.insert(p.id, Slot { blob: p.blob, epoch });
