@@ -6,7 +6,7 @@
 # port (no persistence), killed at the end. Needs wrk, curl, redis-server and redis-cli.
 #
 #   bench/distributed.sh                       # 10000 sessions, 64 connections, 15 s per run, 1000 revocations
-#   NEAR_CACHE_TTL_MS=5000 bench/distributed.sh  # a longer near-cache TTL (default 1000)
+#   NEAR_CACHE_TTL_MS=1000 bench/distributed.sh  # another near-cache TTL (default 30000, the server default)
 #   SESSIONS=10000 CONNS=64 DURATION=15s THREADS=2 ROUNDS=1000 bench/distributed.sh
 #
 # Reuses bench/forward-auth.lua (random valid cookie per request) from bench/forward-auth.sh.
@@ -52,7 +52,7 @@ STORE="redis://127.0.0.1:$REDIS_PORT"
 # One signing key for every node (32 random bytes, unpadded base64url).
 head -c 32 /dev/urandom | base64 -w0 | tr '+/' '-_' | tr -d '=' >"$WORK/signing-key"
 chmod 600 "$WORK/signing-key"
-printf 'near_cache = true\nnear_cache_ttl_ms = %s\n[redis]\nkey_prefix = "bench"\n' "${NEAR_CACHE_TTL_MS:-1000}" >"$WORK/cached.toml"
+printf 'near_cache = true\nnear_cache_ttl_ms = %s\n[redis]\nkey_prefix = "bench"\n' "${NEAR_CACHE_TTL_MS:-30000}" >"$WORK/cached.toml"
 printf 'near_cache = false\n[redis]\nkey_prefix = "bench"\n' >"$WORK/nocache.toml"
 
 start() { # name addr config
@@ -105,7 +105,7 @@ done
 TOKENS="$WORK/tokens.txt" BENCH_PATH=/ wrk -t"$THREADS" -c"$CONNS" -d3s -s "$ROOT/bench/forward-auth.lua" "http://$EMPTY_ADDR" >/dev/null
 echo "== empty handler (GET /, same stack)"
 run empty "http://$EMPTY_ADDR" /
-echo "== forward-auth over Redis, near-cache on (TTL ${NEAR_CACHE_TTL_MS:-1000} ms)"
+echo "== forward-auth over Redis, near-cache on (TTL ${NEAR_CACHE_TTL_MS:-30000} ms)"
 run cached "http://$CACHED_ADDR" /v1/auth
 echo "== forward-auth over Redis, near-cache off"
 run nocache "http://$NOCACHE_ADDR" /v1/auth
@@ -120,7 +120,7 @@ echo
 echo "| run | requests/s | vs empty | p99 | non-2xx | Redis commands per request |"
 echo "|---|---|---|---|---|---|"
 echo "| empty axum handler (same stack) | $(rps empty) | 100 % | $(p99 empty) | $(non2xx empty) | – |"
-echo "| forward-auth, Redis + near-cache (${NEAR_CACHE_TTL_MS:-1000} ms) | $(rps cached) | $(pct cached) | $(p99 cached) | $(non2xx cached) | $(per cached) |"
+echo "| forward-auth, Redis + near-cache (${NEAR_CACHE_TTL_MS:-30000} ms) | $(rps cached) | $(pct cached) | $(p99 cached) | $(non2xx cached) | $(per cached) |"
 echo "| forward-auth, Redis, no near-cache | $(rps nocache) | $(pct nocache) | $(p99 nocache) | $(non2xx nocache) | $(per nocache) |"
 echo
 echo "($SESSIONS sessions, $CONNS connections, $THREADS wrk threads, $DURATION per run, $(nproc) cores)"

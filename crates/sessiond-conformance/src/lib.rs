@@ -31,6 +31,7 @@ use sessiond_core::token::{KeyId, KeyRing, SigningKey, TokenHash};
 use sessiond_core::{CreateRequest, Engine, EngineConfig, SessionStore, StoreError};
 
 pub mod cases;
+pub mod relay;
 
 /// Idle timeout of the `test` policy.
 pub const IDLE: Duration = Duration::from_secs(60);

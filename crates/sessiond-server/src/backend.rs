@@ -97,6 +97,7 @@ impl Backend {
                     connect_timeout: Duration::from_millis(p.connect_timeout_ms),
                     pool_size: p.pool_size,
                     invalidations: config.near_cache,
+                    ..PostgresOptions::default()
                 };
                 let store = Arc::new(PostgresStore::connect(url, opts).await?);
                 let cache = config.near_cache.then(|| {

@@ -67,6 +67,9 @@ pub async fn open_engine(config: &Config) -> Result<(Engine, Backend, data_dir::
              (set signing_key_file / SESSIOND_SIGNING_KEY_FILE to one shared file)"
         );
     }
+    // The recorder goes first: the stores and the near-cache register their metric handles
+    // once, when they are built.
+    let _ = install_metrics();
     let backend = Backend::connect(config).await?;
     let engine = Engine::builder(backend.store(), keys)
         .with_policies(config.policy_set()?)

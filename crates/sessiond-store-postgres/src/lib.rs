@@ -73,6 +73,13 @@ pub struct PostgresOptions {
     /// Whether to `LISTEN` for invalidations (see [`PostgresStore::invalidations`]).
     /// Default `true`.
     pub invalidations: bool,
+    /// How often the listener sends itself a heartbeat notification over its own connection
+    /// and checks that the previous ones came back. When none came back for three periods,
+    /// the listener is declared lost ([`Invalidation::Lost`]: near-caches stop answering) and
+    /// reconnects; [`Invalidation::Resync`] follows once it listens again. This catches a
+    /// connection that died silently (a half-open TCP connection, a stalled proxy), which no
+    /// socket error reports. Default 1 s; zero turns the heartbeat off.
+    pub heartbeat: Duration,
 }
 
 impl Default for PostgresOptions {
@@ -83,6 +90,7 @@ impl Default for PostgresOptions {
             connect_timeout: Duration::from_secs(5),
             pool_size: 16,
             invalidations: true,
+            heartbeat: Duration::from_secs(1),
         }
     }
 }
@@ -113,6 +121,50 @@ pub enum Invalidation {
     /// trusting near-caches until the next [`Invalidation::Resync`]. Never accepted from the
     /// wire.
     Lost,
+}
+
+/// What travels on the channel: data changes, and the listener's own heartbeats.
+#[derive(serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Wire {
+    Session {
+        id: SessionId,
+        #[serde(default)]
+        token_hashes: Vec<TokenHash>,
+    },
+    Subject {
+        tenant: String,
+        subject: String,
+    },
+    Heartbeat {
+        node: String,
+    },
+}
+
+/// The heartbeat payload of listener `node`.
+fn heartbeat_message(node: &str) -> String {
+    serde_json::json!({ "kind": "heartbeat", "node": node }).to_string()
+}
+
+/// What a notification means for listener `node`: an invalidation to pass on, a heartbeat of
+/// its own (`Err(())`), or nothing (garbage, someone else's heartbeat, or a local state such
+/// as `lost` that must never come from the wire).
+fn interpret(payload: &str, node: &str) -> Result<Option<Invalidation>, ()> {
+    Ok(match serde_json::from_str::<Wire>(payload) {
+        Ok(Wire::Session { id, token_hashes }) => Some(Invalidation::Session { id, token_hashes }),
+        Ok(Wire::Subject { tenant, subject }) => Some(Invalidation::Subject { tenant, subject }),
+        Ok(Wire::Heartbeat { node: n }) if n == node => return Err(()),
+        Ok(Wire::Heartbeat { .. }) | Err(_) => None,
+    })
+}
+
+/// A random id for one listener's heartbeats (not a secret: it only tells them apart).
+fn node_id() -> String {
+    let mut b = [0u8; 12];
+    if getrandom::fill(&mut b).is_err() {
+        b[..4].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// Whether the listener is up; [`Invalidation::Lost`] and [`Invalidation::Resync`] are sent
@@ -359,15 +411,17 @@ impl PostgresStore {
         let link = Arc::new(Link::default());
         if options.invalidations {
             // A silently dead listener connection (no FIN, no RST) would leave caches trusted
-            // while notifications vanish: TCP keepalives detect it within about 11 s (the
-            // near-cache TTL bounds what is served meanwhile).
+            // while notifications vanish: the heartbeat detects it within three periods, and
+            // TCP keepalives (about 11 s) back it up when the heartbeat is off.
             let mut config = config;
             config
+                .application_name(format!("sessiond-listener-{s}"))
                 .keepalives(true)
                 .keepalives_idle(Duration::from_secs(5))
                 .keepalives_interval(Duration::from_secs(2))
                 .keepalives_retries(3);
-            tokio::spawn(listen(config, tls, channel.clone(), tx.clone(), link.clone(), shutdown_rx));
+            let timing = ListenTiming { beat: options.heartbeat, connect: options.connect_timeout };
+            tokio::spawn(listen(config, tls, channel.clone(), timing, tx.clone(), link.clone(), shutdown_rx));
         }
         Ok(PostgresStore {
             inner: Arc::new(Inner {
@@ -447,6 +501,13 @@ impl PostgresStore {
     }
 }
 
+/// The listener's heartbeat period (zero: off) and connection-attempt bound.
+#[derive(Clone, Copy)]
+struct ListenTiming {
+    beat: Duration,
+    connect: Duration,
+}
+
 /// The listener: one dedicated connection running `LISTEN`, reconnecting with backoff until
 /// the store is dropped, announcing every (re)connection with [`Invalidation::Resync`] and
 /// every loss with [`Invalidation::Lost`].
@@ -454,6 +515,7 @@ async fn listen(
     config: tokio_postgres::Config,
     tls: Tls,
     channel: String,
+    timing: ListenTiming,
     tx: broadcast::Sender<Invalidation>,
     link: Arc<Link>,
     mut shutdown: watch::Receiver<()>,
@@ -462,8 +524,8 @@ async fn listen(
     loop {
         let run = async {
             match &tls {
-                Tls::None => listen_once(&config, NoTls, &channel, &tx, &link).await,
-                Tls::Rustls(c) => listen_once(&config, c.clone(), &channel, &tx, &link).await,
+                Tls::None => listen_once(&config, NoTls, &channel, timing, &tx, &link).await,
+                Tls::Rustls(c) => listen_once(&config, c.clone(), &channel, timing, &tx, &link).await,
             }
         };
         let connected = tokio::select! {
@@ -482,11 +544,14 @@ async fn listen(
     }
 }
 
-/// One listener connection; returns whether it got as far as listening.
+/// One listener connection; returns whether it got as far as listening. Ends when the
+/// connection does, or when its own heartbeats stop coming back (see
+/// [`PostgresOptions::heartbeat`]).
 async fn listen_once<T>(
     config: &tokio_postgres::Config,
     tls: T,
     channel: &str,
+    timing: ListenTiming,
     tx: &broadcast::Sender<Invalidation>,
     link: &Link,
 ) -> bool
@@ -494,7 +559,9 @@ where
     T: tokio_postgres::tls::MakeTlsConnect<tokio_postgres::Socket> + Send,
     T::Stream: Send + 'static,
 {
-    let Ok((client, mut conn)) = config.connect(tls).await else {
+    let beat = timing.beat;
+    // Bounded: a connection attempt into a black hole must not hang the listener forever.
+    let Ok(Ok((client, mut conn))) = tokio::time::timeout(timing.connect, config.connect(tls)).await else {
         return false;
     };
     let (msg_tx, mut msg_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -510,20 +577,53 @@ where
         }
     });
     // The channel name is a validated identifier: `sessiond_inv_<schema>`.
-    if client.batch_execute(&format!("LISTEN {channel}")).await.is_err() {
+    let listen_sql = format!("LISTEN {channel}");
+    let listen = client.batch_execute(&listen_sql);
+    if !matches!(tokio::time::timeout(timing.connect, listen).await, Ok(Ok(()))) {
         driver.abort();
         return false;
     }
     link.set(true, tx);
-    while let Some(payload) = msg_rx.recv().await {
-        if let Ok(inv) = serde_json::from_str::<Invalidation>(&payload) {
-            // Only data changes come over the wire; Resync and Lost are local states.
-            if matches!(inv, Invalidation::Session { .. } | Invalidation::Subject { .. }) {
-                let _ = tx.send(inv);
+    let node = node_id();
+    let heartbeat = heartbeat_message(&node);
+    let beating = !beat.is_zero();
+    let mut tick = tokio::time::interval(if beating { beat } else { Duration::from_secs(3600) });
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_beat = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            payload = msg_rx.recv() => {
+                let Some(payload) = payload else { break };
+                match interpret(&payload, &node) {
+                    Ok(Some(inv)) => {
+                        let _ = tx.send(inv);
+                    }
+                    Err(()) => last_beat = tokio::time::Instant::now(),
+                    Ok(None) => {}
+                }
+            }
+            _ = tick.tick(), if beating => {
+                if last_beat.elapsed() > beat * 3 {
+                    tracing::warn!(
+                        "no heartbeat came back through the postgres invalidation listener for {:?}; near-caches \
+                         stop answering and the listener reconnects",
+                        beat * 3
+                    );
+                    metrics::counter!("sessiond_postgres_heartbeat_missed_total").increment(1);
+                    break;
+                }
+                // Over the listener's own connection: a session receives its own notifications,
+                // so this checks the very connection the invalidations arrive on. Notifications
+                // keep queueing meanwhile.
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&channel, &heartbeat];
+                if tokio::time::timeout(beat, client.execute("SELECT pg_notify($1, $2)", &params)).await.is_err() {
+                    tracing::debug!("a listener heartbeat did not complete in time");
+                }
             }
         }
     }
     link.set(false, tx);
+    driver.abort();
     drop(client);
     true
 }
@@ -873,6 +973,22 @@ mod tests {
         let inv = Invalidation::Subject { tenant: "t".into(), subject: "s".into() };
         let text = serde_json::to_string(&inv).expect("json");
         assert_eq!(serde_json::from_str::<Invalidation>(&text).expect("json"), inv);
+    }
+
+    #[test]
+    fn notifications_are_interpreted_strictly() {
+        let subject =
+            serde_json::to_string(&Invalidation::Subject { tenant: "t".into(), subject: "s".into() }).expect("json");
+        assert_eq!(
+            interpret(&subject, "me"),
+            Ok(Some(Invalidation::Subject { tenant: "t".into(), subject: "s".into() }))
+        );
+        assert_eq!(interpret(&heartbeat_message("me"), "me"), Err(()));
+        assert_eq!(interpret(&heartbeat_message("other"), "me"), Ok(None));
+        // Local states never come from the wire; garbage is ignored.
+        assert_eq!(interpret(r#"{"kind":"lost"}"#, "me"), Ok(None));
+        assert_eq!(interpret(r#"{"kind":"resync"}"#, "me"), Ok(None));
+        assert_eq!(interpret("not json", "me"), Ok(None));
     }
 
     #[test]

@@ -139,11 +139,64 @@ async fn other_nodes_hear_about_changes_and_resync_after_reconnect() {
     assert!(wait_for(&mut rx, |i| matches!(i, Invalidation::Session { id: x, .. } if *x == id)).await);
     // Kill the listeners' connections: they come back and say so.
     psql(&format!(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = 'LISTEN sessiond_inv_{schema}'"
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'sessiond-listener-{schema}'"
     ));
     assert!(wait_for(&mut rx, |i| *i == Invalidation::Lost).await, "no Lost when the listener's connection ended");
     assert!(wait_for(&mut rx, |i| *i == Invalidation::Resync).await, "no Resync after the listener reconnected");
     assert!(b.listening());
     drop((a, b));
     drop_schema(&schema);
+}
+
+/// A listener connection that goes silent without any socket error is caught by the
+/// heartbeat: the listener is declared lost within a few periods and trusted again only after
+/// it reconnected. Without the heartbeat (the control) the same silence goes unnoticed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dead_listener_is_detected_by_the_heartbeat() {
+    support::ensure_services();
+    let relay = sessiond_conformance::relay::Relay::start("127.0.0.1:5432".into()).await;
+    let url = format!("postgres://postgres@127.0.0.1:{}/test", relay.port());
+    let schema = support::random_schema();
+    let _cleanup = support::SchemaGuard(schema.clone());
+    let beat = Duration::from_millis(200);
+    let opts = PostgresOptions { heartbeat: beat, connect_timeout: Duration::from_secs(1), ..test_options(&schema) };
+    let store = PostgresStore::connect(&url, opts.clone()).await.expect("connect through the relay");
+    let mut rx = store.invalidations();
+    let t = Instant::now();
+    while !store.listening() && t.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(store.listening(), "the listener never came up");
+    while rx.try_recv().is_ok() {}
+    tokio::time::sleep(beat * 6).await;
+    assert!(store.listening(), "a healthy listener was declared lost");
+
+    relay.set_open(false);
+    let t = Instant::now();
+    assert!(wait_for(&mut rx, |i| *i == Invalidation::Lost).await, "silence not detected");
+    assert!(t.elapsed() < Duration::from_secs(3), "detection took {:?}", t.elapsed());
+    assert!(!store.listening());
+    tokio::time::sleep(beat * 3).await;
+    assert!(!store.listening(), "trusted again while the relay is still a black hole");
+
+    relay.set_open(true);
+    assert!(wait_for(&mut rx, |i| *i == Invalidation::Resync).await, "no Resync after the relay healed");
+    assert!(store.listening());
+    drop(store);
+
+    // Control: the same silence with the heartbeat off is not noticed (keepalives see a live
+    // relay), which is why the heartbeat exists.
+    let quiet = PostgresStore::connect(&url, PostgresOptions { heartbeat: Duration::ZERO, ..opts })
+        .await
+        .expect("connect through the relay");
+    let t = Instant::now();
+    while !quiet.listening() && t.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(quiet.listening(), "the control listener never came up");
+    relay.set_open(false);
+    tokio::time::sleep(beat * 10).await;
+    assert!(quiet.listening(), "without a heartbeat, silence should go unnoticed (else this test proves nothing)");
+    relay.set_open(true);
+    drop(quiet);
 }

@@ -41,7 +41,6 @@ pub(crate) fn id_hex(id: &SessionId) -> String {
 }
 
 /// Parses [`id_hex`] output.
-#[cfg(test)]
 pub(crate) fn parse_id_hex(s: &str) -> Option<SessionId> {
     if s.len() != 32 {
         return None;

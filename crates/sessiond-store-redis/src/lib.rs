@@ -85,6 +85,14 @@ pub struct RedisOptions {
     /// Whether to subscribe to the invalidation channel (see [`RedisStore::invalidations`]).
     /// Default `true`.
     pub invalidations: bool,
+    /// How often this node publishes a heartbeat on the invalidation channel and checks that
+    /// its own previous heartbeats came back through its subscription. When none came back
+    /// for three periods, the channel is declared lost ([`Invalidation::Lost`]: near-caches
+    /// stop answering) and the subscriber reconnects; [`Invalidation::Resync`] follows once it
+    /// is subscribed again. This catches a subscriber connection that died silently (a
+    /// half-open TCP connection, a network partition that drops packets without a reset),
+    /// which no socket error reports. Default 1 s; zero turns the heartbeat off.
+    pub heartbeat: Duration,
     /// Return from [`RedisStore::connect`] even if Redis cannot be reached yet; operations
     /// fail with [`StoreError::Unavailable`] until it can. Default `false`: a misconfigured
     /// URL should stop start-up, not surface later.
@@ -101,6 +109,7 @@ impl Default for RedisOptions {
             expiry_grace: Duration::from_secs(3600),
             events_max_len: 1_000_000,
             invalidations: true,
+            heartbeat: Duration::from_secs(1),
             lazy_connect: false,
         }
     }
@@ -134,6 +143,52 @@ pub enum Invalidation {
     Lost,
 }
 
+/// What travels on the invalidation channel. The subject scripts announce changes themselves
+/// (`changed`, with the hex id they work with); `heartbeat` is a node checking its own
+/// subscription. Anything else is ignored.
+#[derive(serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Wire {
+    Session {
+        id: SessionId,
+        #[serde(default)]
+        token_hashes: Vec<TokenHash>,
+    },
+    Subject {
+        tenant: String,
+        subject: String,
+    },
+    Changed {
+        id: String,
+    },
+    Heartbeat {
+        node: String,
+    },
+}
+
+/// The heartbeat message of node `node`.
+fn heartbeat_message(node: &str) -> String {
+    serde_json::json!({ "kind": "heartbeat", "node": node }).to_string()
+}
+
+/// What a message received on the channel means for this node (`node` is its heartbeat id):
+/// an invalidation to pass on, a heartbeat of its own (`Err(())`), or nothing.
+fn interpret(message: &str, node: &str) -> Result<Option<Invalidation>, ()> {
+    Ok(match serde_json::from_str::<Wire>(message) {
+        Ok(Wire::Session { id, token_hashes }) => Some(Invalidation::Session { id, token_hashes }),
+        Ok(Wire::Subject { tenant, subject }) => Some(Invalidation::Subject { tenant, subject }),
+        Ok(Wire::Changed { id }) => match keys::parse_id_hex(&id) {
+            Some(id) => Some(Invalidation::Session { id, token_hashes: Vec::new() }),
+            None => {
+                tracing::warn!("an invalidation with a malformed session id was ignored");
+                None
+            }
+        },
+        Ok(Wire::Heartbeat { node: n }) if n == node => return Err(()),
+        Ok(Wire::Heartbeat { .. }) | Err(_) => None,
+    })
+}
+
 /// Whether the invalidation channel is subscribed, and the ordering of
 /// [`Invalidation::Lost`] and [`Invalidation::Resync`]: both are sent under this lock, and a
 /// Resync is sent only if no error arrived since its subscription started.
@@ -146,6 +201,8 @@ struct Link {
 struct LinkState {
     errors: u64,
     listening: bool,
+    /// When this node's own heartbeat last came back (or the subscription last started).
+    last_beat: Option<tokio::time::Instant>,
 }
 
 impl Link {
@@ -168,8 +225,26 @@ impl Link {
         let mut g = self.lock();
         if g.errors == errors {
             g.listening = true;
+            g.last_beat = Some(tokio::time::Instant::now());
             let _ = tx.send(Invalidation::Resync);
         }
+    }
+
+    fn beat(&self) {
+        self.lock().last_beat = Some(tokio::time::Instant::now());
+    }
+
+    /// Declares the channel lost when it is believed up but no heartbeat came back within
+    /// `deadline`. Returns whether it did.
+    fn lost_if_silent(&self, deadline: Duration, tx: &broadcast::Sender<Invalidation>) -> bool {
+        let mut g = self.lock();
+        let silent = g.listening && g.last_beat.is_none_or(|at| at.elapsed() > deadline);
+        if silent {
+            g.errors += 1;
+            g.listening = false;
+            let _ = tx.send(Invalidation::Lost);
+        }
+        silent
     }
 }
 
@@ -210,6 +285,51 @@ impl Drop for Inner {
             });
         }
     }
+}
+
+/// A random id for this store's heartbeats (not a secret: it only tells our beats apart).
+fn node_id() -> String {
+    let mut b = [0u8; 12];
+    if getrandom::fill(&mut b).is_err() {
+        // Unique enough per process for telling heartbeats apart.
+        b[..4].copy_from_slice(&std::process::id().to_le_bytes());
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Every [`RedisOptions::heartbeat`]: checks that the previous heartbeats came back (else
+/// declares the channel lost and reconnects the subscriber), then publishes the next one.
+/// Stops when the store is dropped.
+fn spawn_heartbeat(store: std::sync::Weak<Inner>, node: String) {
+    let message = heartbeat_message(&node);
+    tokio::spawn(async move {
+        let Some(every) = store.upgrade().map(|i| i.opts.heartbeat) else { return };
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(inner) = store.upgrade() else { return };
+            if inner.link.lost_if_silent(every * 3, &inner.invalidations) {
+                tracing::warn!(
+                    "no heartbeat came back through the Redis invalidation channel for {:?}; near-caches stop \
+                     answering and the subscriber reconnects",
+                    every * 3
+                );
+                metrics::counter!("sessiond_redis_heartbeat_missed_total").increment(1);
+                if let Some(sub) = inner.subscriber.clone() {
+                    tokio::spawn(async move {
+                        if let Err(e) = sub.force_reconnection().await {
+                            tracing::debug!(error = %e, "subscriber reconnection failed; it keeps retrying");
+                        }
+                    });
+                }
+            }
+            let store = RedisStore { inner };
+            if let Err(e) = store.cmd("PUBLISH", &store.inner.keys.channel(), vec![s(message.as_str())]).await {
+                tracing::debug!(error = %e, "could not publish a heartbeat");
+            }
+        }
+    });
 }
 
 /// Maps a client error: every failure to talk to Redis is retryable unavailability.
@@ -323,8 +443,12 @@ impl RedisStore {
         let keys = Keys::new(&options.key_prefix);
         let (tx, _) = broadcast::channel(1024);
         let link = Arc::new(Link::default());
+        let node = node_id();
         let subscriber = if options.invalidations {
-            Some(Self::subscribe(&builder, keys.channel(), tx.clone(), link.clone()).map_err(unavailable)?)
+            Some(
+                Self::subscribe(&builder, keys.channel(), node.clone(), tx.clone(), link.clone())
+                    .map_err(unavailable)?,
+            )
         } else {
             None
         };
@@ -341,6 +465,9 @@ impl RedisStore {
                 link,
             }),
         };
+        if store.inner.subscriber.is_some() && !store.inner.opts.heartbeat.is_zero() {
+            spawn_heartbeat(Arc::downgrade(&store.inner), node);
+        }
         if store.inner.opts.lazy_connect {
             let s = store.clone();
             tokio::spawn(async move {
@@ -380,17 +507,20 @@ impl RedisStore {
     fn subscribe(
         builder: &Builder,
         channel: String,
+        node: String,
         tx: broadcast::Sender<Invalidation>,
         link: Arc<Link>,
     ) -> Result<SubscriberClient, fred::error::Error> {
         let sub = builder.build_subscriber_client()?;
-        let on_msg = tx.clone();
+        let (on_msg, beat_link) = (tx.clone(), link.clone());
         drop(sub.on_message(move |m| {
-            if let Some(inv) = m.value.as_str().and_then(|t| serde_json::from_str::<Invalidation>(&t).ok()) {
-                // Only data changes come over the wire; Resync and Lost are local states.
-                if matches!(inv, Invalidation::Session { .. } | Invalidation::Subject { .. }) {
+            // Only data changes come over the wire; Resync and Lost are local states.
+            match m.value.as_str().map(|t| interpret(&t, &node)) {
+                Some(Ok(Some(inv))) => {
                     let _ = on_msg.send(inv);
                 }
+                Some(Err(())) => beat_link.beat(),
+                _ => {}
             }
             async { Ok(()) }
         }));
@@ -535,19 +665,15 @@ impl RedisStore {
         }
     }
 
-    /// Best-effort publication on the invalidation channel.
-    async fn publish(&self, inv: &Invalidation) {
-        let Ok(msg) = serde_json::to_string(inv) else { return };
-        if let Err(e) = self.cmd("PUBLISH", &self.inner.keys.channel(), vec![s(msg)]).await {
-            tracing::warn!(error = %e, "could not publish a session invalidation");
-        }
+    /// The invalidation channel, as a script argument.
+    fn channel_arg(&self) -> Value {
+        s(self.inner.keys.channel())
     }
 
+    /// Cleans up after sessions the subject scripts removed (they announced the removals
+    /// themselves).
     async fn removed(&self, records: &[Arc<SessionRecord>]) {
         self.drop_pointers(records).await;
-        for r in records {
-            self.publish(&Invalidation::Session { id: r.id, token_hashes: r.lookup_hashes().copied().collect() }).await;
-        }
     }
 
     /// Reads a record and its subject's epoch in one step.
@@ -613,7 +739,7 @@ impl RedisStore {
             .eval(
                 &self.inner.scripts.delete_subject,
                 &[&sk.idx, &sk.dl, &sk.seen],
-                vec![s(sk.base.as_str()), s(except), n(self.inner.grace_ms)],
+                vec![s(sk.base.as_str()), s(except), n(self.inner.grace_ms), self.channel_arg()],
             )
             .await?;
         let gone: Vec<Arc<SessionRecord>> = array(v).iter().filter_map(decode).map(Arc::new).collect();
@@ -662,7 +788,7 @@ impl RedisStore {
                 j += 1;
             }
             let sk = keys.subject_from_tag(tag);
-            let mut args = vec![s(sk.base.as_str()), n(now.0), n(self.inner.grace_ms)];
+            let mut args = vec![s(sk.base.as_str()), n(now.0), n(self.inner.grace_ms), self.channel_arg()];
             args.extend(ids.iter().map(|id| s(id.as_str())));
             let res = array(self.eval(&self.inner.scripts.sweep_subject, &[&sk.idx, &sk.dl, &sk.seen], args).await?);
             let mut removed = Vec::new();
@@ -732,6 +858,7 @@ impl SessionStore for RedisStore {
                 // room for just the new session.
                 n(if limit.is_some() { max.max(1) } else { 0 }),
                 s(action),
+                self.channel_arg(),
             ];
             let v = array(self.eval(&self.inner.scripts.create, &[&sk.idx, &sk.dl, &sk.seen, &rec_key], args).await?);
             match v.first().and_then(text) {
@@ -805,11 +932,12 @@ impl SessionStore for RedisStore {
                 n(record.last_seen_at.0),
                 n(self.record_expiry(&record)),
                 n(self.inner.grace_ms),
+                self.channel_arg(),
             ];
             let v = array(self.eval(&self.inner.scripts.update, &[&sk.idx, &sk.dl, &sk.seen, &rec_key], args).await?);
             match v.first().and_then(text) {
                 Some("ok") => {
-                    let mut hashes: Vec<TokenHash> = record.lookup_hashes().copied().collect();
+                    // The script announced the update; what is left is the retired pointers.
                     if let Some(old) = v.get(1).and_then(decode) {
                         let dropped: Vec<String> = old
                             .lookup_hashes()
@@ -821,9 +949,7 @@ impl SessionStore for RedisStore {
                                 tracing::debug!(error = %e, "could not remove a retired token pointer; it will expire");
                             }
                         }
-                        hashes.extend(old.lookup_hashes().filter(|h| !hashes.contains(h)).copied().collect::<Vec<_>>());
                     }
-                    self.publish(&Invalidation::Session { id: record.id, token_hashes: hashes }).await;
                     Ok(UpdateOutcome::Updated)
                 }
                 Some("conflict") => match v.get(1).and_then(decode) {
@@ -900,7 +1026,7 @@ impl SessionStore for RedisStore {
                 .eval(
                     &self.inner.scripts.delete,
                     &[&sk.idx, &sk.dl, &sk.seen, &rec_key],
-                    vec![s(idh.as_str()), n(self.inner.grace_ms)],
+                    vec![s(idh.as_str()), n(self.inner.grace_ms), self.channel_arg()],
                 )
                 .await?;
             match decode(&v) {
@@ -997,10 +1123,13 @@ impl SessionStore for RedisStore {
     async fn bump_epoch(&self, tenant: &str, subject: &str) -> Result<u64, StoreError> {
         self.op("bump_epoch", async {
             let sk = self.inner.keys.subject(tenant, subject);
-            // No TTL: an epoch that vanished would revive the sessions it revoked.
-            let v = uint(&self.cmd("INCR", &sk.epoch, Vec::new()).await?).ok_or_else(|| corrupt("INCR reply"))?;
-            self.publish(&Invalidation::Subject { tenant: tenant.to_owned(), subject: subject.to_owned() }).await;
-            Ok(v)
+            let msg = serde_json::to_string(&Invalidation::Subject {
+                tenant: tenant.to_owned(),
+                subject: subject.to_owned(),
+            })
+            .map_err(|_| corrupt("invalidation encoding"))?;
+            let v = self.eval(&self.inner.scripts.bump, &[&sk.epoch], vec![self.channel_arg(), s(msg)]).await?;
+            uint(&v).ok_or_else(|| corrupt("unexpected reply to bump_epoch"))
         })
         .await
     }
@@ -1092,5 +1221,27 @@ mod tests {
         let inv = Invalidation::Session { id: SessionId::from_bytes([3; 16]), token_hashes: vec![TokenHash([9; 32])] };
         let text = serde_json::to_string(&inv).expect("json");
         assert_eq!(serde_json::from_str::<Invalidation>(&text).expect("json"), inv);
+    }
+
+    #[test]
+    fn channel_messages_are_interpreted_strictly() {
+        let id = SessionId::from_bytes([0xab; 16]);
+        // What the scripts publish.
+        let changed = format!(r#"{{"kind":"changed","id":"{}"}}"#, id_hex(&id));
+        assert_eq!(interpret(&changed, "me"), Ok(Some(Invalidation::Session { id, token_hashes: vec![] })));
+        let subject =
+            serde_json::to_string(&Invalidation::Subject { tenant: "t".into(), subject: "s".into() }).expect("json");
+        assert_eq!(
+            interpret(&subject, "me"),
+            Ok(Some(Invalidation::Subject { tenant: "t".into(), subject: "s".into() }))
+        );
+        // Our own heartbeat, someone else's, and local states that must never come from the wire.
+        assert_eq!(interpret(&heartbeat_message("me"), "me"), Err(()));
+        assert_eq!(interpret(&heartbeat_message("other"), "me"), Ok(None));
+        assert_eq!(interpret(r#"{"kind":"lost"}"#, "me"), Ok(None));
+        assert_eq!(interpret(r#"{"kind":"resync"}"#, "me"), Ok(None));
+        // Garbage and malformed ids are ignored.
+        assert_eq!(interpret("not json", "me"), Ok(None));
+        assert_eq!(interpret(r#"{"kind":"changed","id":"zz"}"#, "me"), Ok(None));
     }
 }

@@ -2,6 +2,11 @@
 //! pointer, one tenant set, one hint shard or the event stream), so it runs atomically in
 //! Redis Cluster too. Every value from a client (ids, hashes, records) arrives as an argument,
 //! never spliced into the script text.
+//!
+//! Every script that changes or removes a session also publishes the change on the
+//! invalidation channel *inside* the script (`PUBLISH` is not a key command, so this is allowed
+//! in Cluster too, where it reaches every node's subscribers): a change that committed has been
+//! announced, and there is no window in which a write succeeded but its announcement failed.
 
 use sha1::{Digest, Sha1};
 
@@ -34,6 +39,9 @@ local function refresh(idx, dl, seen, grace)
   redis.call('PEXPIREAT', dl, at)
   redis.call('PEXPIREAT', seen, at)
 end
+local function announce(ch, id)
+  redis.call('PUBLISH', ch, '{"kind":"changed","id":"' .. id .. '"}')
+end
 local function remove(base, idx, dl, seen, id)
   local rk = base .. ':s:' .. id
   local r = redis.call('HGET', rk, 'r')
@@ -46,8 +54,8 @@ end
 "#;
 
 /// KEYS idx, dl, seen, record. ARGV base, id, json, version, created, deadline, last_seen,
-/// record_expire_at, grace, now, max (0: no limit), action (deny|oldest|idlest).
-/// Returns `{'dup'}`, `{'limit'}` or `{'ok', evicted records...}`.
+/// record_expire_at, grace, now, max (0: no limit), action (deny|oldest|idlest), channel.
+/// Evictions are announced on the channel. Returns `{'dup'}`, `{'limit'}` or `{'ok', evicted records...}`.
 const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'dup'} end
 local out = {'ok'}
@@ -76,6 +84,7 @@ if max > 0 then
     end
     for i = 1, #live + 1 - max do
       local r = remove(ARGV[1], KEYS[1], KEYS[2], KEYS[3], c[i].id)
+      announce(ARGV[13], c[i].id)
       if r then table.insert(out, r) end
     end
   end
@@ -90,8 +99,8 @@ return out
 "#;
 
 /// KEYS idx, dl, seen, record. ARGV id, expected_version, json, new_version, created,
-/// deadline, last_seen, record_expire_at, grace.
-/// Returns `{'missing'}`, `{'conflict', current}` or `{'ok', previous}`.
+/// deadline, last_seen, record_expire_at, grace, channel. An update is announced on the
+/// channel. Returns `{'missing'}`, `{'conflict', current}` or `{'ok', previous}`.
 const UPDATE: &str = r#"
 local cur = redis.call('HMGET', KEYS[4], 'r', 'v')
 if not cur[1] then return {'missing'} end
@@ -103,6 +112,7 @@ redis.call('ZADD', KEYS[1], ARGV[5], ARGV[1])
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[7], ARGV[1])
 refresh(KEYS[1], KEYS[2], KEYS[3], ARGV[9])
+announce(ARGV[10], ARGV[1])
 return {'ok', cur[1]}
 "#;
 
@@ -127,7 +137,9 @@ local h = redis.call('HMGET', KEYS[1], 'r', 'w')
 return {h[1], h[2], redis.call('GET', KEYS[2])}
 "#;
 
-/// KEYS idx, dl, seen, record. ARGV id, grace. Returns the record or nil.
+/// KEYS idx, dl, seen, record. ARGV id, grace, channel. Announces the id on the channel
+/// whether or not the record was still there (a retried revocation announces again).
+/// Returns the record or nil.
 const DELETE: &str = r#"
 local r = redis.call('HGET', KEYS[4], 'r')
 redis.call('DEL', KEYS[4])
@@ -135,15 +147,18 @@ redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
 refresh(KEYS[1], KEYS[2], KEYS[3], ARGV[2])
+announce(ARGV[3], ARGV[1])
 return r
 "#;
 
-/// KEYS idx, dl, seen. ARGV base, except ('' for none), grace. Returns the deleted records.
+/// KEYS idx, dl, seen. ARGV base, except ('' for none), grace, channel. Announces each
+/// removed id. Returns the deleted records.
 const DELETE_SUBJECT: &str = r#"
 local out = {}
 for _, id in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   if id ~= ARGV[2] then
     local r = remove(ARGV[1], KEYS[1], KEYS[2], KEYS[3], id)
+    announce(ARGV[4], id)
     if r then table.insert(out, r) end
   end
 end
@@ -175,19 +190,21 @@ end
 return out
 "#;
 
-/// KEYS idx, dl, seen. ARGV base, now, grace, ids... For each id: `{id, 'x', record}` when
+/// KEYS idx, dl, seen. ARGV base, now, grace, channel, ids... Announces each removed id. For
+/// each id: `{id, 'x', record}` when
 /// removed (deadline at or before now), `{id, 'n', deadline}` when not due, `{id, 'gone'}` when
 /// absent.
 const SWEEP_SUBJECT: &str = r#"
 local out = {}
 local now = tonumber(ARGV[2])
-for i = 4, #ARGV do
+for i = 5, #ARGV do
   local id = ARGV[i]
   local d = redis.call('ZSCORE', KEYS[2], id)
   if not d then
     table.insert(out, {id, 'gone'})
   elseif tonumber(d) <= now then
     local r = remove(ARGV[1], KEYS[1], KEYS[2], KEYS[3], id)
+    announce(ARGV[4], id)
     if r then table.insert(out, {id, 'x', r}) else table.insert(out, {id, 'gone'}) end
   else
     table.insert(out, {id, 'n', d})
@@ -195,6 +212,15 @@ for i = 4, #ARGV do
 end
 refresh(KEYS[1], KEYS[2], KEYS[3], ARGV[3])
 return out
+"#;
+
+/// KEYS epoch. ARGV channel, message (the subject's announcement, rendered by the caller).
+/// Increments the subject's epoch (no TTL: an epoch that vanished would revive the sessions it
+/// revoked) and announces it. Returns the new epoch.
+const BUMP: &str = r#"
+local e = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[1], ARGV[2])
+return e
 "#;
 
 /// KEYS pointer. ARGV value, expire_at. Sets the pointer unless it holds another value;
@@ -261,6 +287,7 @@ pub(crate) struct Scripts {
     pub(crate) delete_subject: Script,
     pub(crate) list: Script,
     pub(crate) sweep_subject: Script,
+    pub(crate) bump: Script,
     pub(crate) pointer: Script,
     pub(crate) touch: Script,
     pub(crate) hint_fix: Script,
@@ -278,6 +305,7 @@ impl Scripts {
             delete_subject: Script::new("delete_subject", DELETE_SUBJECT),
             list: Script::new("list", LIST),
             sweep_subject: Script::new("sweep_subject", SWEEP_SUBJECT),
+            bump: Script::new("bump", BUMP),
             pointer: Script::new("pointer", POINTER),
             touch: Script::new("touch", TOUCH),
             hint_fix: Script::new("hint_fix", HINT_FIX),

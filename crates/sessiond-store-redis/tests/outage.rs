@@ -6,6 +6,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use sessiond_conformance::relay::Relay;
 use sessiond_core::event::{Event, EventKind};
 use sessiond_core::id::SessionId;
 use sessiond_core::time::{Clock, SystemClock, UnixMs};
@@ -135,4 +136,99 @@ async fn restarted_redis_is_unavailable_then_recovers_and_resyncs_caches() {
     .await;
     assert_eq!(resync.ok(), Some(true), "no Resync after the reconnect");
     assert!(store.listening());
+}
+
+async fn until_listening(store: &RedisStore, within: Duration) -> bool {
+    let t = Instant::now();
+    while t.elapsed() < within {
+        if store.listening() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+async fn next_link_change(
+    inv: &mut tokio::sync::broadcast::Receiver<Invalidation>,
+    within: Duration,
+) -> Option<Invalidation> {
+    tokio::time::timeout(within, async {
+        loop {
+            match inv.recv().await {
+                Ok(i @ (Invalidation::Lost | Invalidation::Resync)) => return Some(i),
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return None,
+            }
+        }
+    })
+    .await
+    .ok()
+    .flatten()
+}
+
+/// A subscriber connection that goes silent without any socket error is caught by the
+/// heartbeat: the channel is declared lost (near-caches stop answering) within a few periods,
+/// and trusted again only after the subscriber reconnected and resubscribed. Without the
+/// heartbeat (the control) the same silence goes unnoticed, which is why it exists.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silently_dead_subscription_is_detected_by_the_heartbeat() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = free_port();
+    let _server = Server::start(port, dir.path(), &[]);
+    let relay = Relay::start(format!("127.0.0.1:{port}")).await;
+    let url = format!("redis://127.0.0.1:{}", relay.port());
+    let beat = Duration::from_millis(200);
+    let opts = RedisOptions {
+        key_prefix: random_prefix(),
+        timeout: Duration::from_millis(300),
+        connect_timeout: Duration::from_millis(500),
+        heartbeat: beat,
+        ..Default::default()
+    };
+    let store = RedisStore::connect(&url, opts.clone()).await.expect("connect through the relay");
+    let mut inv = store.invalidations();
+    assert!(until_listening(&store, Duration::from_secs(5)).await, "the channel never came up");
+    while inv.try_recv().is_ok() {}
+    // Healthy: heartbeats keep coming back, the channel stays trusted well past the deadline.
+    tokio::time::sleep(beat * 6).await;
+    assert!(store.listening(), "a healthy channel was declared lost");
+
+    relay.set_open(false);
+    let t = Instant::now();
+    assert_eq!(
+        next_link_change(&mut inv, Duration::from_secs(5)).await,
+        Some(Invalidation::Lost),
+        "silence not detected"
+    );
+    assert!(!store.listening());
+    // Three periods plus at most one tick of lateness, with room for a loaded machine.
+    assert!(t.elapsed() < Duration::from_secs(3), "detection took {:?}", t.elapsed());
+    // Still silent: not trusted again.
+    tokio::time::sleep(beat * 3).await;
+    assert!(!store.listening(), "trusted again while the relay is still a black hole");
+
+    relay.set_open(true);
+    let mut resynced = false;
+    for _ in 0..10 {
+        match next_link_change(&mut inv, Duration::from_secs(3)).await {
+            Some(Invalidation::Resync) => {
+                resynced = true;
+                break;
+            }
+            _ => continue,
+        }
+    }
+    assert!(resynced, "no Resync after the relay healed");
+    assert!(until_listening(&store, Duration::from_secs(5)).await);
+
+    // Control: the same silence with the heartbeat off is never noticed.
+    let quiet = RedisStore::connect(&url, RedisOptions { heartbeat: Duration::ZERO, ..opts })
+        .await
+        .expect("connect through the relay");
+    assert!(until_listening(&quiet, Duration::from_secs(5)).await, "the control channel never came up");
+    relay.set_open(false);
+    tokio::time::sleep(beat * 10).await;
+    assert!(quiet.listening(), "without a heartbeat, silence should go unnoticed (else this test proves nothing)");
+    relay.set_open(true);
 }

@@ -156,15 +156,46 @@ async fn other_stores_are_told_about_changes() {
         }
     }
     assert!(seen_subject, "no subject invalidation");
-    a.delete(&r.id).await.unwrap();
-    let got = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        loop {
-            if let Ok(sessiond_store_redis::Invalidation::Session { id, token_hashes }) = rx.recv().await {
-                return (id, token_hashes);
-            }
+    // Every change is announced by the script that made it.
+    let next_session = |rx: &mut tokio::sync::broadcast::Receiver<sessiond_store_redis::Invalidation>| {
+        let mut rx = rx.resubscribe();
+        async move {
+            tokio::time::timeout(std::time::Duration::from_secs(5), async {
+                loop {
+                    if let Ok(sessiond_store_redis::Invalidation::Session { id, .. }) = rx.recv().await {
+                        return id;
+                    }
+                }
+            })
+            .await
+            .expect("a session invalidation")
         }
-    })
-    .await
-    .expect("a session invalidation");
-    assert_eq!(got, (r.id, vec![r.token_hash]));
+    };
+    let mut updated = r.clone();
+    updated.version += 1;
+    let seen = next_session(&mut rx);
+    a.update(updated, r.version).await.unwrap();
+    assert_eq!(seen.await, r.id, "update not announced");
+    let seen = next_session(&mut rx);
+    a.delete(&r.id).await.unwrap();
+    assert_eq!(seen.await, r.id, "delete not announced");
+    // A whole subject: each of its sessions.
+    let s1 = records::record("acme", "bob", now);
+    let s2 = records::record("acme", "bob", now);
+    a.create(s1.clone(), None, now).await.unwrap();
+    a.create(s2.clone(), None, now).await.unwrap();
+    let mut sub = rx.resubscribe();
+    a.delete_subject("acme", "bob", None).await.unwrap();
+    let mut ids = Vec::new();
+    while ids.len() < 2 {
+        match tokio::time::timeout(std::time::Duration::from_secs(5), sub.recv()).await {
+            Ok(Ok(sessiond_store_redis::Invalidation::Session { id, .. })) => ids.push(id),
+            Ok(_) => continue,
+            Err(_) => panic!("delete_subject announced {} of 2 sessions", ids.len()),
+        }
+    }
+    ids.sort();
+    let mut want = vec![s1.id, s2.id];
+    want.sort();
+    assert_eq!(ids, want);
 }

@@ -9,7 +9,8 @@
 //! 3. When the push channel is lost, the owner calls [`NearCache::set_trusted`]`(false)`: the
 //!    cache is emptied and bypassed until the channel is back and
 //!    [`NearCache::set_trusted`]`(true)` is called (resynchronised: nothing cached survives).
-//! 4. Entries live at most `ttl` (default 1 s) even if a push is silently lost.
+//! 4. Entries live at most `ttl` (the server's default is 30 s), a backstop behind pushes that
+//!    the stores make atomic with the write and a push channel they check with heartbeats.
 //! 5. A fill that raced with an invalidation is discarded (generation check), so a read that
 //!    started before a revocation cannot re-insert the revoked record.
 //! 6. Only positive lookups of live-looking records are cached; misses always go to the store.
@@ -78,6 +79,8 @@ pub struct NearCache {
     entries: RwLock<Entries>,
     generation: AtomicU64,
     trusted: AtomicBool,
+    hits: metrics::Counter,
+    distrusted: metrics::Counter,
 }
 
 impl std::fmt::Debug for NearCache {
@@ -99,6 +102,9 @@ impl NearCache {
             entries: RwLock::new(Entries::default()),
             generation: AtomicU64::new(0),
             trusted: AtomicBool::new(false),
+            // Registered once: a macro call per hit would look the metric up every time.
+            hits: metrics::counter!("sessiond_near_cache_hits_total"),
+            distrusted: metrics::counter!("sessiond_near_cache_distrusted_total"),
         }
     }
 
@@ -113,7 +119,7 @@ impl NearCache {
         self.clear();
         self.trusted.store(trusted, Ordering::Release);
         if !trusted {
-            metrics::counter!("sessiond_near_cache_distrusted_total").increment(1);
+            self.distrusted.increment(1);
         }
     }
 
@@ -182,7 +188,7 @@ impl SessionStore for NearCache {
         if self.is_trusted() {
             if let Some((l, at)) = self.read().by_hash.get(hash) {
                 if now.since(*at) < self.ttl && l.record.is_live(now) {
-                    metrics::counter!("sessiond_near_cache_hits_total").increment(1);
+                    self.hits.increment(1);
                     return Ok(Some(l.clone()));
                 }
             }
