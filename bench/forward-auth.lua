@@ -18,6 +18,15 @@ function init(args)
   math.randomseed(os.time() * 1000 + (seed or 0))
 end
 
+-- $PACE_MS: each connection waits this long after a response before sending its next request
+-- (open-loop-ish load at a fixed rate below saturation), for latency rather than throughput.
+local pace = tonumber(os.getenv("PACE_MS") or "")
+if pace and pace > 0 then
+  function delay()
+    return pace
+  end
+end
+
 function request()
   local t = tokens[math.random(#tokens)]
   return wrk.format("GET", path, { ["Cookie"] = cookie_name .. "=" .. t })

@@ -2,10 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, IF_MATCH, SET_COOKIE};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, HOST, IF_MATCH, ORIGIN, SET_COOKIE, USER_AGENT};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -457,11 +458,6 @@ async fn token_problem(s: &AppState, ip: Option<IpAddr>, endpoint: &str, e: Erro
     e.into()
 }
 
-fn header_text(v: &str) -> HeaderValue {
-    // Subjects and tenants are text without control characters; UTF-8 bytes pass as obs-text.
-    HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
 fn parse_if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
     let Some(v) = headers.get(IF_MATCH) else { return Ok(None) };
     let bad = || Problem::malformed("If-Match must be a data revision such as \"3\"");
@@ -614,21 +610,29 @@ pub async fn peek(_: Service, State(s): State<AppState>, meta: ClientMeta, Body(
         (status = 429, description = "Too many tokens sessiond never issued from this source (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
-pub async fn forward_auth(State(s): State<AppState>, meta: ClientMeta, req: axum::extract::Request) -> ApiResult {
-    // The request itself (not a `HeaderMap` extractor, which would clone every header).
-    let headers = req.headers();
-    let path = crate::path::normalize(&original_uri(&req)?).map_err(|e| Problem::malformed(e.to_string()))?;
+pub async fn forward_auth(State(s): State<AppState>, req: axum::extract::Request) -> ApiResult {
+    // The request itself (not a `HeaderMap` extractor, which would clone every header), split
+    // so that only `Sync` parts are borrowed across the `await`. The URI, method, path (when
+    // already normal), cookie and user agent are borrowed: the success path allocates only in
+    // the engine and for the response (and the CSRF token in synchronizer mode).
+    let (parts, _body) = req.into_parts();
+    let headers = &parts.headers;
+    let original = OriginalHeaders::of(headers);
+    let path = crate::path::normalize_cow(original.uri(&parts.uri)?).map_err(|e| Problem::malformed(e.to_string()))?;
     let Some((token, source)) = s.cookie().token(headers) else {
         return Err(Problem::missing_token());
     };
     let rule = s.rule_for(&path);
-    let cookie_unsafe = source == TokenSource::Cookie && !is_safe_method(&original_method(&req));
+    let cookie_unsafe = source == TokenSource::Cookie && !is_safe_method(original.method(&parts.method));
     if cookie_unsafe && !fetch_metadata_ok(&s, headers) {
         return Err(csrf_problem());
     }
-    let r = match s.engine().resolve(token, &meta.context()).await {
+    // What the `ClientMeta` extractor gives, with the user agent borrowed instead of copied.
+    let ip = crate::app::client_ip_of(headers, &parts.extensions, &s);
+    let ctx = sessiond_core::RequestContext { ip, user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()) };
+    let r = match s.engine().resolve(token, &ctx).await {
         Ok(r) => r,
-        Err(e) => return Err(token_problem(&s, meta.ip, "/v1/auth", e).await),
+        Err(e) => return Err(token_problem(&s, ip, "/v1/auth", e).await),
     };
     let rec = &r.session;
     let cookie = r.rotated.as_ref().map(|t| s.set_cookie(t.expose(), r.policy.persistent, rec.absolute_expires_at));
@@ -645,25 +649,128 @@ pub async fn forward_auth(State(s): State<AppState>, meta: ClientMeta, req: axum
             return Ok(with_cookie(Problem::from(e).into_response(), cookie.as_deref()));
         }
     }
-    let mut res = StatusCode::OK.into_response();
-    // Room for the session headers, Cache-Control, a Set-Cookie and what hyper adds, so the
-    // map is allocated once instead of growing on every insert.
-    *res.headers_mut() = HeaderMap::with_capacity(16);
-    let h = res.headers_mut();
-    h.insert(HeaderName::from_static("x-session-subject"), header_text(&rec.subject));
+    let csrf =
+        s.synchronizer_anywhere().then(|| HeaderValue::from_str(&s.engine().keys().csrf_token(&rec.id)).ok()).flatten();
     let mut id = [0u8; 26];
-    h.insert(HeaderName::from_static("x-session-id"), header_text(rec.id.encode_into(&mut id)));
-    h.insert(HeaderName::from_static("x-session-tenant"), header_text(&rec.tenant));
-    h.insert(HeaderName::from_static("x-session-aal"), HeaderValue::from(u16::from(r.aal())));
-    h.insert(HeaderName::from_static("x-session-auth-time"), HeaderValue::from(rec.auth_time.as_secs()));
-    h.insert(HeaderName::from_static("x-session-expires-in"), HeaderValue::from(secs(r.expires_in())));
-    if s.synchronizer_anywhere() {
-        if let Ok(v) = HeaderValue::from_str(&s.engine().keys().csrf_token(&rec.id)) {
-            h.insert(HeaderName::from_static("x-session-csrf-token"), v);
+    let facts = SessionHeaders {
+        subject: &rec.subject,
+        id: rec.id.encode_into(&mut id),
+        tenant: &rec.tenant,
+        aal: u16::from(r.aal()),
+        auth_time: rec.auth_time.as_secs(),
+        expires_in: secs(r.expires_in()),
+    }
+    .header_map(csrf);
+    let mut res = StatusCode::OK.into_response();
+    *res.headers_mut() = facts;
+    Ok(with_cookie(res, cookie.as_deref()))
+}
+
+const X_SESSION_SUBJECT: HeaderName = HeaderName::from_static("x-session-subject");
+const X_SESSION_ID: HeaderName = HeaderName::from_static("x-session-id");
+const X_SESSION_TENANT: HeaderName = HeaderName::from_static("x-session-tenant");
+const X_SESSION_AAL: HeaderName = HeaderName::from_static("x-session-aal");
+const X_SESSION_AUTH_TIME: HeaderName = HeaderName::from_static("x-session-auth-time");
+const X_SESSION_EXPIRES_IN: HeaderName = HeaderName::from_static("x-session-expires-in");
+const X_SESSION_CSRF_TOKEN: HeaderName = HeaderName::from_static("x-session-csrf-token");
+const X_FORWARDED_URI: HeaderName = HeaderName::from_static("x-forwarded-uri");
+const X_ORIGINAL_URI: HeaderName = HeaderName::from_static("x-original-uri");
+const X_FORWARDED_METHOD: HeaderName = HeaderName::from_static("x-forwarded-method");
+const X_ORIGINAL_METHOD: HeaderName = HeaderName::from_static("x-original-method");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const X_CSRF_TOKEN: HeaderName = HeaderName::from_static("x-csrf-token");
+const SEC_FETCH_SITE: HeaderName = HeaderName::from_static("sec-fetch-site");
+
+/// The session facts of a forward-auth `200`, as response header values.
+struct SessionHeaders<'a> {
+    subject: &'a str,
+    id: &'a str,
+    tenant: &'a str,
+    aal: u16,
+    auth_time: u64,
+    expires_in: u64,
+}
+
+impl SessionHeaders<'_> {
+    /// The headers of a forward-auth `200`, in this order: `X-Session-Subject`, `-Id`,
+    /// `-Tenant`, `-Aal`, `-Auth-Time`, `-Expires-In`, `-Csrf-Token` (when `csrf` is given) and
+    /// `Cache-Control: no-store`.
+    ///
+    /// The map is a clone of a prebuilt one with these names, whose values are then replaced
+    /// in place: no header name is hashed per request. The six session values are slices of
+    /// one shared buffer (one allocation instead of six). A subject or tenant that is not a
+    /// valid header value becomes an empty value.
+    fn header_map(&self, csrf: Option<HeaderValue>) -> HeaderMap {
+        let mut buf = Vec::with_capacity(self.subject.len() + self.id.len() + self.tenant.len() + 3 * 20);
+        let mut ends = [0usize; 6];
+        buf.extend_from_slice(self.subject.as_bytes());
+        ends[0] = buf.len();
+        buf.extend_from_slice(self.id.as_bytes());
+        ends[1] = buf.len();
+        buf.extend_from_slice(self.tenant.as_bytes());
+        ends[2] = buf.len();
+        for (i, n) in [u64::from(self.aal), self.auth_time, self.expires_in].into_iter().enumerate() {
+            push_decimal(&mut buf, n);
+            ends[3 + i] = buf.len();
+        }
+        let buf = axum::body::Bytes::from(buf);
+        let mut h = session_header_template(csrf.is_some()).clone();
+        let mut values = h.values_mut();
+        let mut start = 0;
+        for end in ends {
+            if let Some(v) = values.next() {
+                *v = HeaderValue::from_maybe_shared(buf.slice(start..end))
+                    .unwrap_or_else(|_| HeaderValue::from_static(""));
+            }
+            start = end;
+        }
+        if let (Some(csrf), Some(v)) = (csrf, values.next()) {
+            *v = csrf;
+        }
+        h
+    }
+}
+
+/// The forward-auth `200` header names in order, with placeholder values (see
+/// [`SessionHeaders::header_map`]); sized so that a `Set-Cookie` and HSTS still fit
+/// without rehashing.
+fn session_header_template(with_csrf: bool) -> &'static HeaderMap {
+    static PLAIN: OnceLock<HeaderMap> = OnceLock::new();
+    static WITH_CSRF: OnceLock<HeaderMap> = OnceLock::new();
+    let build = |with_csrf: bool| {
+        let mut h = HeaderMap::with_capacity(12);
+        for name in SESSION_HEADER_NAMES {
+            h.insert(name, HeaderValue::from_static(""));
+        }
+        if with_csrf {
+            h.insert(X_SESSION_CSRF_TOKEN, HeaderValue::from_static(""));
+        }
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h
+    };
+    if with_csrf {
+        WITH_CSRF.get_or_init(|| build(true))
+    } else {
+        PLAIN.get_or_init(|| build(false))
+    }
+}
+
+const SESSION_HEADER_NAMES: [HeaderName; 6] =
+    [X_SESSION_SUBJECT, X_SESSION_ID, X_SESSION_TENANT, X_SESSION_AAL, X_SESSION_AUTH_TIME, X_SESSION_EXPIRES_IN];
+
+/// Appends the decimal digits of `n`.
+fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
         }
     }
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(with_cookie(res, cookie.as_deref()))
+    buf.extend_from_slice(&digits[i..]);
 }
 
 /// Envoy `ext_authz` variant: the original path is appended to `/v1/auth`.
@@ -679,61 +786,110 @@ pub async fn forward_auth(State(s): State<AppState>, meta: ClientMeta, req: axum
         (status = 403, description = "Step-up required or CSRF check failed", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Throttled source", body = ProblemDoc, content_type = "application/problem+json"),
     ))]
-pub async fn forward_auth_rest(state: State<AppState>, meta: ClientMeta, req: axum::extract::Request) -> ApiResult {
-    forward_auth(state, meta, req).await
+pub async fn forward_auth_rest(state: State<AppState>, req: axum::extract::Request) -> ApiResult {
+    forward_auth(state, req).await
 }
 
-/// The original request URI: `X-Forwarded-Uri`, else `X-Original-URI`, else the path after
-/// `/v1/auth` (Envoy), else `/`. A header that is not text is refused.
-fn original_uri(req: &axum::extract::Request) -> Result<String, Problem> {
-    let h = req.headers();
-    if let Some(v) = h.get("x-forwarded-uri").or_else(|| h.get("x-original-uri")) {
-        return v
-            .to_str()
-            .map(str::to_owned)
-            .map_err(|_| Problem::malformed("the original request URI header must be ASCII text"));
+/// The proxy headers naming the original request, found in one pass over the request's
+/// headers instead of up to four hashed lookups of custom names (each hashes the whole name).
+/// Every field is what `HeaderMap::get` gives for that name (its first value).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct OriginalHeaders<'h> {
+    forwarded_uri: Option<&'h HeaderValue>,
+    original_uri: Option<&'h HeaderValue>,
+    forwarded_method: Option<&'h HeaderValue>,
+    original_method: Option<&'h HeaderValue>,
+}
+
+impl<'h> OriginalHeaders<'h> {
+    /// Above this many header values, hashed lookups are cheaper than the scan.
+    const SCAN_LIMIT: usize = 24;
+
+    fn of(headers: &'h HeaderMap) -> Self {
+        if headers.len() > Self::SCAN_LIMIT {
+            return Self::looked_up(headers);
+        }
+        let mut o = Self::default();
+        // `iter` yields every name's first value before its other values, so the first value
+        // seen for a name is the one `get` returns.
+        for (name, value) in headers {
+            let slot = if *name == X_FORWARDED_URI {
+                &mut o.forwarded_uri
+            } else if *name == X_ORIGINAL_URI {
+                &mut o.original_uri
+            } else if *name == X_FORWARDED_METHOD {
+                &mut o.forwarded_method
+            } else if *name == X_ORIGINAL_METHOD {
+                &mut o.original_method
+            } else {
+                continue;
+            };
+            slot.get_or_insert(value);
+        }
+        o
     }
-    let path = req.uri().path();
-    Ok(match path.strip_prefix("/v1/auth") {
-        Some(rest) if rest.starts_with('/') => rest.to_owned(),
-        _ => "/".to_owned(),
-    })
-}
 
-/// The original method: `X-Forwarded-Method` (or `X-Original-Method`), else this request's.
-fn original_method(req: &axum::extract::Request) -> String {
-    let h = req.headers();
-    match h.get("x-forwarded-method").or_else(|| h.get("x-original-method")) {
-        // A method header that is not text is treated as unsafe.
-        Some(v) => v.to_str().unwrap_or("INVALID").to_owned(),
-        None => req.method().as_str().to_owned(),
+    fn looked_up(headers: &'h HeaderMap) -> Self {
+        Self {
+            forwarded_uri: headers.get(X_FORWARDED_URI),
+            original_uri: headers.get(X_ORIGINAL_URI),
+            forwarded_method: headers.get(X_FORWARDED_METHOD),
+            original_method: headers.get(X_ORIGINAL_METHOD),
+        }
+    }
+
+    /// The original request URI: `X-Forwarded-Uri`, else `X-Original-URI`, else the path
+    /// after `/v1/auth` of `uri` (Envoy), else `/`. A header that is not text is refused.
+    /// Borrowed, not copied.
+    fn uri<'u>(&self, uri: &'u axum::http::Uri) -> Result<&'u str, Problem>
+    where
+        'h: 'u,
+    {
+        if let Some(v) = self.forwarded_uri.or(self.original_uri) {
+            return v.to_str().map_err(|_| Problem::malformed("the original request URI header must be ASCII text"));
+        }
+        Ok(match uri.path().strip_prefix("/v1/auth") {
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => "/",
+        })
+    }
+
+    /// The original method: `X-Forwarded-Method` (or `X-Original-Method`), else `method`.
+    fn method<'m>(&self, method: &'m axum::http::Method) -> &'m str
+    where
+        'h: 'm,
+    {
+        match self.forwarded_method.or(self.original_method) {
+            // A method header that is not text is treated as unsafe.
+            Some(v) => v.to_str().unwrap_or("INVALID"),
+            None => method.as_str(),
+        }
     }
 }
 
+/// Whether `m` (surrounding whitespace ignored, any case) is a safe method.
 fn is_safe_method(m: &str) -> bool {
-    matches!(m.trim().to_ascii_uppercase().as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE")
+    let m = m.trim();
+    ["GET", "HEAD", "OPTIONS", "TRACE"].iter().any(|safe| m.eq_ignore_ascii_case(safe))
 }
 
 fn csrf_problem() -> Problem {
     Problem::new(ProblemKind::CsrfRejected, "a cookie-authenticated state change from another site was refused")
 }
 
-fn header_bytes<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h [u8]> {
+fn header_bytes<'h>(headers: &'h HeaderMap, name: &HeaderName) -> Option<&'h [u8]> {
     headers.get(name).map(HeaderValue::as_bytes)
 }
 
 /// Whether `headers` carry a valid CSRF token for session `id`.
 fn csrf_token_ok(s: &AppState, headers: &HeaderMap, id: &SessionId) -> bool {
-    headers
-        .get("x-csrf-token")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|t| s.engine().keys().verify_csrf(id, t.trim()))
+    headers.get(X_CSRF_TOKEN).and_then(|v| v.to_str().ok()).is_some_and(|t| s.engine().keys().verify_csrf(id, t.trim()))
 }
 
 /// `Some(true)` when `Origin` is the request's own origin or a trusted one, `Some(false)` when
 /// it is another (or `null`), `None` when absent.
 fn origin_verdict(s: &AppState, headers: &HeaderMap) -> Option<bool> {
-    let origin = headers.get("origin")?;
+    let origin = headers.get(ORIGIN)?;
     let Ok(origin) = origin.to_str() else { return Some(false) };
     let origin = origin.trim().trim_end_matches('/');
     if s.http().csrf.trusted_origins.iter().any(|t| t.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
@@ -744,9 +900,9 @@ fn origin_verdict(s: &AppState, headers: &HeaderMap) -> Option<bool> {
     if s.cookie().secure() && !scheme.eq_ignore_ascii_case("https") {
         return Some(false);
     }
-    let mut hosts = vec![headers.get("host")];
+    let mut hosts = vec![headers.get(HOST)];
     if s.http().trust_forwarded_headers {
-        hosts.push(headers.get("x-forwarded-host"));
+        hosts.push(headers.get(X_FORWARDED_HOST));
     }
     Some(hosts.into_iter().flatten().filter_map(|h| h.to_str().ok()).any(|h| h.trim().eq_ignore_ascii_case(authority)))
 }
@@ -754,7 +910,7 @@ fn origin_verdict(s: &AppState, headers: &HeaderMap) -> Option<bool> {
 /// The fetch-metadata check of a cookie-authenticated unsafe request: refuse what the browser
 /// marks cross-site, and, when trusted origins are configured, a foreign `Origin`.
 fn fetch_metadata_ok(s: &AppState, headers: &HeaderMap) -> bool {
-    if header_bytes(headers, "sec-fetch-site") == Some(b"cross-site") {
+    if header_bytes(headers, &SEC_FETCH_SITE) == Some(b"cross-site") {
         return false;
     }
     if !s.http().csrf.trusted_origins.is_empty() && origin_verdict(s, headers) == Some(false) {
@@ -768,15 +924,15 @@ fn fetch_metadata_ok(s: &AppState, headers: &HeaderMap) -> bool {
 /// `Sec-Fetch-Site: same-origin`). A cross-site mark, a wrong token or a foreign `Origin` is
 /// refused; so is a request with no proof at all.
 fn logout_csrf_ok(s: &AppState, headers: &HeaderMap, id: &SessionId) -> bool {
-    if header_bytes(headers, "sec-fetch-site") == Some(b"cross-site") {
+    if header_bytes(headers, &SEC_FETCH_SITE) == Some(b"cross-site") {
         return false;
     }
-    if headers.contains_key("x-csrf-token") {
+    if headers.contains_key(X_CSRF_TOKEN) {
         return csrf_token_ok(s, headers, id);
     }
     match origin_verdict(s, headers) {
         Some(v) => v,
-        None => header_bytes(headers, "sec-fetch-site") == Some(b"same-origin"),
+        None => header_bytes(headers, &SEC_FETCH_SITE) == Some(b"same-origin"),
     }
 }
 
@@ -1028,7 +1184,7 @@ pub async fn bump_epoch(
     ))]
 pub async fn logout(State(s): State<AppState>, meta: ClientMeta, headers: HeaderMap) -> ApiResult {
     if let Some((token, source)) = s.cookie().token(&headers) {
-        if source == TokenSource::Cookie && header_bytes(&headers, "sec-fetch-site") == Some(b"cross-site") {
+        if source == TokenSource::Cookie && header_bytes(&headers, &SEC_FETCH_SITE) == Some(b"cross-site") {
             return Err(csrf_problem());
         }
         match s.engine().keys().verify(token) {
@@ -1122,4 +1278,116 @@ pub async fn openapi() -> Response {
     static DOC: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let doc = DOC.get_or_init(crate::openapi::json);
     ([(CONTENT_TYPE, "application/json")], doc.as_str()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safe_methods_match_in_any_case_without_allocating() {
+        for m in ["GET", "get", " Head ", "OPTIONS", "tRaCe", "\tGET"] {
+            assert!(is_safe_method(m), "{m:?}");
+        }
+        for m in ["POST", "PUT", "DELETE", "PATCH", "CONNECT", "INVALID", "", "GETX", "G ET", "GE"] {
+            assert!(!is_safe_method(m), "{m:?}");
+        }
+        // Agrees with the allocating definition it replaced.
+        for m in ["gEt", " trace", "options ", "Delete", "x", "HEAD\t"] {
+            let old = matches!(m.trim().to_ascii_uppercase().as_str(), "GET" | "HEAD" | "OPTIONS" | "TRACE");
+            assert_eq!(is_safe_method(m), old, "{m:?}");
+        }
+    }
+
+    #[test]
+    fn one_pass_original_headers_equal_hashed_lookups() {
+        let names = [X_FORWARDED_URI, X_ORIGINAL_URI, X_FORWARDED_METHOD, X_ORIGINAL_METHOD];
+        let mut h = HeaderMap::new();
+        assert_eq!(OriginalHeaders::of(&h), OriginalHeaders::looked_up(&h));
+        h.append(axum::http::header::HOST, HeaderValue::from_static("app"));
+        h.append(X_ORIGINAL_METHOD, HeaderValue::from_static("POST"));
+        h.append(axum::http::header::COOKIE, HeaderValue::from_static("sid=x"));
+        assert_eq!(OriginalHeaders::of(&h), OriginalHeaders::looked_up(&h));
+        // Repeated names: the first value wins, as with `get`.
+        for (i, n) in names.iter().enumerate() {
+            h.append(n.clone(), HeaderValue::from_str(&format!("/first{i}")).expect("valid"));
+            h.append(HeaderName::from_static("x-other"), HeaderValue::from_static("o"));
+            h.append(n.clone(), HeaderValue::from_str(&format!("/second{i}")).expect("valid"));
+            assert_eq!(OriginalHeaders::of(&h), OriginalHeaders::looked_up(&h));
+        }
+        let o = OriginalHeaders::of(&h);
+        assert_eq!(o.forwarded_uri.map(HeaderValue::as_bytes), Some(&b"/first0"[..]));
+        assert_eq!(o.original_method.map(HeaderValue::as_bytes), Some(&b"POST"[..]));
+        // Past the scan limit, the hashed lookups are used; same answer.
+        for i in 0..OriginalHeaders::SCAN_LIMIT {
+            h.append(
+                HeaderName::from_bytes(format!("x-pad-{i}").as_bytes()).expect("valid"),
+                HeaderValue::from_static("p"),
+            );
+        }
+        assert!(h.len() > OriginalHeaders::SCAN_LIMIT);
+        let o = OriginalHeaders::of(&h);
+        assert_eq!(o, OriginalHeaders::looked_up(&h));
+        assert_eq!(o.forwarded_uri.map(HeaderValue::as_bytes), Some(&b"/first0"[..]));
+    }
+
+    #[test]
+    fn original_uri_and_method_fall_back_to_the_request() {
+        let h = HeaderMap::new();
+        let o = OriginalHeaders::of(&h);
+        let uri: axum::http::Uri = "/v1/auth/admin/x?y=1".parse().expect("uri");
+        assert_eq!(o.uri(&uri).ok(), Some("/admin/x"));
+        for (u, want) in [("/v1/auth", "/"), ("/v1/auth/", "/"), ("/v1/authx", "/"), ("/v1/auth?x=/a", "/")] {
+            let uri: axum::http::Uri = u.parse().expect("uri");
+            assert_eq!(o.uri(&uri).ok(), Some(want), "{u}");
+        }
+        assert_eq!(o.method(&axum::http::Method::PUT), "PUT");
+        let mut h = HeaderMap::new();
+        h.insert(X_ORIGINAL_URI, HeaderValue::from_static("/b"));
+        h.insert(X_FORWARDED_URI, HeaderValue::from_static("/a"));
+        h.insert(X_FORWARDED_METHOD, HeaderValue::from_bytes(b"P\xffST").expect("obs-text"));
+        let o = OriginalHeaders::of(&h);
+        assert_eq!(o.uri(&uri).ok(), Some("/a"));
+        assert_eq!(o.method(&axum::http::Method::GET), "INVALID");
+        h.insert(X_FORWARDED_URI, HeaderValue::from_bytes(b"/\xff").expect("obs-text"));
+        assert!(OriginalHeaders::of(&h).uri(&uri).is_err());
+    }
+
+    #[test]
+    fn session_headers_are_the_values_of_the_former_one_by_one_inserts() {
+        for (subject, tenant) in [("alice", ""), ("user-1", "acme"), ("caf\u{e9}", "t"), ("bad\nsubject", "ok")] {
+            for csrf in [None, Some(HeaderValue::from_static("csrf-tok"))] {
+                let h =
+                    SessionHeaders { subject, id: "ses_0123", tenant, aal: 2, auth_time: 1_700_000_000, expires_in: 0 }
+                        .header_map(csrf.clone());
+                // What the former code built: one insert per header, in this order.
+                let text =
+                    |v: &str| HeaderValue::from_bytes(v.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""));
+                let mut want = HeaderMap::new();
+                want.insert(X_SESSION_SUBJECT, text(subject));
+                want.insert(X_SESSION_ID, HeaderValue::from_static("ses_0123"));
+                want.insert(X_SESSION_TENANT, text(tenant));
+                want.insert(X_SESSION_AAL, HeaderValue::from(2u16));
+                want.insert(X_SESSION_AUTH_TIME, HeaderValue::from(1_700_000_000u64));
+                want.insert(X_SESSION_EXPIRES_IN, HeaderValue::from(0u64));
+                if let Some(c) = csrf {
+                    want.insert(X_SESSION_CSRF_TOKEN, c);
+                }
+                want.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                let pairs = |m: &HeaderMap| m.iter().map(|(n, v)| (n.clone(), v.clone())).collect::<Vec<_>>();
+                assert_eq!(pairs(&h), pairs(&want), "{subject:?}");
+                // Room for a Set-Cookie and HSTS.
+                let mut h = h;
+                let cap = h.capacity();
+                h.append(SET_COOKIE, HeaderValue::from_static("sid=x"));
+                h.insert(axum::http::header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=1"));
+                assert_eq!(h.capacity(), cap);
+            }
+        }
+        for n in [0, 1, 9, 10, 99, 100, 12_345, u64::from(u32::MAX), u64::MAX] {
+            let mut buf = Vec::new();
+            push_decimal(&mut buf, n);
+            assert_eq!(buf, n.to_string().into_bytes());
+        }
+    }
 }

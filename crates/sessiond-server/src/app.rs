@@ -7,7 +7,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, STRICT_TRANSPORT_SECURITY, USER_AGENT};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post, put};
@@ -512,17 +512,25 @@ impl ClientMeta {
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_REAL_IP: HeaderName = HeaderName::from_static("x-real-ip");
+
 fn forwarded_ip(headers: &HeaderMap) -> Option<IpAddr> {
-    let xff = headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next());
-    let real = headers.get("x-real-ip").and_then(|v| v.to_str().ok());
+    let xff = headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()).and_then(|v| v.split(',').next());
+    let real = headers.get(X_REAL_IP).and_then(|v| v.to_str().ok());
     xff.or(real).and_then(|s| s.trim().parse().ok())
 }
 
 /// The client IP: forwarded headers when trusted, else the peer address.
 fn client_ip(parts: &Parts, state: &AppState) -> Option<IpAddr> {
-    let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    client_ip_of(&parts.headers, &parts.extensions, state)
+}
+
+/// [`client_ip`] from a request's headers and extensions.
+pub(crate) fn client_ip_of(headers: &HeaderMap, extensions: &Extensions, state: &AppState) -> Option<IpAddr> {
+    let peer = extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
     if state.inner.http.trust_forwarded_headers {
-        forwarded_ip(&parts.headers).or(peer)
+        forwarded_ip(headers).or(peer)
     } else {
         peer
     }

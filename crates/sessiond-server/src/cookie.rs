@@ -108,16 +108,31 @@ impl CookieSettings {
     /// ambiguous (a browser holds one `__Host-` cookie per name; two mean a planted or mixed
     /// cookie, OWASP CS-19): then there is no session cookie at all.
     pub fn find<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
-        let mut values = headers
-            .get_all(COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .filter(|(k, v)| k.trim() == self.name && !v.is_empty())
-            .map(|(_, v)| v.trim().trim_matches('"'));
-        let first = values.next()?;
-        values.all(|v| v == first).then_some(first)
+        let mut found: Option<&'h str> = None;
+        for value in headers.get_all(COOKIE) {
+            let Ok(value) = value.to_str() else { continue };
+            for pair in value.split(';') {
+                if let Some(v) = self.value_in(pair) {
+                    match found {
+                        None => found = Some(v),
+                        Some(first) if first != v => return None,
+                        Some(_) => {}
+                    }
+                }
+            }
+        }
+        found
+    }
+
+    /// The value of `pair` (one `name=value` of a `Cookie` header) when it names the session
+    /// cookie and has a non-empty value: surrounding whitespace and double quotes removed. A
+    /// header value that passed `to_str` holds no whitespace but spaces and tabs.
+    fn value_in<'p>(&self, pair: &'p str) -> Option<&'p str> {
+        let (k, v) = pair.trim_matches(is_ows).split_once('=')?;
+        if v.is_empty() || k.trim_matches(is_ows) != self.name {
+            return None;
+        }
+        Some(v.trim_matches(is_ows).trim_matches('"'))
     }
 
     /// The presented token: `Authorization: Bearer` first, then the cookie.
@@ -126,6 +141,10 @@ impl CookieSettings {
             .map(|t| (t, TokenSource::Bearer))
             .or_else(|| self.find(headers).map(|t| (t, TokenSource::Cookie)))
     }
+}
+
+fn is_ows(c: char) -> bool {
+    c == ' ' || c == '\t'
 }
 
 /// The credential of an `Authorization: Bearer` header, if there is a well-formed one.
@@ -204,5 +223,81 @@ mod tests {
         assert_eq!(s.token(&h), Some(("b", TokenSource::Bearer)));
         h.insert(AUTHORIZATION, HeaderValue::from_static("Basic Zm9v"));
         assert_eq!(bearer(&h), None);
+    }
+
+    /// The former iterator-chain implementation of `find`, kept as the reference.
+    fn find_reference<'h>(name: &str, headers: &'h HeaderMap) -> Option<&'h str> {
+        let mut values = headers
+            .get_all(COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .filter(|(k, v)| k.trim() == name && !v.is_empty())
+            .map(|(_, v)| v.trim().trim_matches('"'));
+        let first = values.next()?;
+        values.all(|v| v == first).then_some(first)
+    }
+
+    #[test]
+    fn find_agrees_with_the_reference_on_tricky_headers() {
+        let parts = [
+            "sid=a",
+            "sid=b",
+            " sid = a ",
+            "sid=\"a\"",
+            "sid=\"\"a\"\"",
+            "sid=",
+            "sid= ",
+            "sid=\t",
+            "\tsid=a\t",
+            "sid",
+            "=a",
+            "sid==a",
+            "sid=a=b",
+            "sidx=a",
+            "xsid=a",
+            "SID=a",
+            "sid=\"",
+            "a=b",
+            "",
+            " ",
+            ";",
+            "sid=a;",
+            "OBS",
+            "sid=\u{e9}",
+            "__Host-sid=a",
+            "__Host-sid=c",
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |n: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % n as u64) as usize
+        };
+        for _ in 0..20_000 {
+            let mut h = HeaderMap::new();
+            for _ in 0..1 + next(3) {
+                let mut v = Vec::new();
+                for j in 0..1 + next(4) {
+                    if j > 0 {
+                        v.extend_from_slice(if next(2) == 0 { b";" } else { b"; " });
+                    }
+                    let p = parts[next(parts.len())];
+                    if p == "OBS" {
+                        v.push(0xff);
+                    } else {
+                        v.extend_from_slice(p.as_bytes());
+                    }
+                }
+                if let Ok(v) = HeaderValue::from_bytes(&v) {
+                    h.append(COOKIE, v);
+                }
+            }
+            for s in [CookieSettings::production(), CookieSettings::development()] {
+                assert_eq!(s.find(&h), find_reference(s.name(), &h), "{h:?}");
+            }
+        }
     }
 }

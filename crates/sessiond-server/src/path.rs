@@ -20,6 +20,7 @@
 //!
 //! The result is only used for matching; the request itself is never rewritten.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// Why a path was refused.
@@ -60,6 +61,64 @@ fn hex(b: u8) -> Option<u8> {
 
 fn unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// [`normalize`] without allocating when the path is already in normal form (the common case
+/// behind a proxy): then the path part of `uri` is borrowed. Any other path takes the full
+/// [`normalize`], so the result is always exactly what [`normalize`] gives.
+///
+/// A path is already normal when it starts with `/`, holds only printable ASCII other than
+/// `\\`, `%` and `;` (no escapes, no path parameters), has no empty segment before its end (no
+/// `//`) and no `.` or `..` segment.
+///
+/// # Errors
+/// As [`normalize`].
+///
+/// # Examples
+/// ```
+/// use std::borrow::Cow;
+/// use sessiond_server::path::normalize_cow;
+/// assert!(matches!(normalize_cow("/admin/users?q=1"), Ok(Cow::Borrowed("/admin/users"))));
+/// assert_eq!(normalize_cow("//admin/./x/../users").unwrap(), "/admin/users");
+/// ```
+pub fn normalize_cow(uri: &str) -> Result<Cow<'_, str>, PathError> {
+    let end = uri.bytes().position(|b| b == b'?' || b == b'#').unwrap_or(uri.len());
+    let path = &uri[..end];
+    if is_normal(path.as_bytes()) {
+        Ok(Cow::Borrowed(path))
+    } else {
+        normalize(uri).map(Cow::Owned)
+    }
+}
+
+/// Whether `path` (no query, no fragment) is its own normal form; see [`normalize_cow`].
+fn is_normal(path: &[u8]) -> bool {
+    let Some((&b'/', rest)) = path.split_first() else { return false };
+    // `rest` is a `/`-separated list of segments; only the last may be empty (a trailing `/`).
+    let mut seg_len = 0usize;
+    let mut dots = 0usize;
+    for &b in rest {
+        match b {
+            b'/' => {
+                // An empty segment (`//`) or a dot-segment before this `/`.
+                if seg_len == 0 || (dots == seg_len && dots <= 2) {
+                    return false;
+                }
+                seg_len = 0;
+                dots = 0;
+                continue;
+            }
+            b'%' | b';' | b'\\' => return false,
+            0x21..=0x7e => {}
+            _ => return false,
+        }
+        seg_len += 1;
+        if b == b'.' {
+            dots += 1;
+        }
+    }
+    // The last segment: empty (trailing `/` or the root) is fine, `.` and `..` are not.
+    !(seg_len > 0 && dots == seg_len && dots <= 2)
 }
 
 /// The normalized form of `uri` (a path, optionally with query and fragment) for rule
@@ -220,5 +279,123 @@ mod tests {
         }
         assert!(!rule.matches(&normalize("/administrator").expect("ok")));
         assert!(!rule.matches(&normalize("/admin/../public").expect("ok")));
+    }
+
+    /// `normalize_cow` must give exactly what `normalize` gives (value or error), borrowing only
+    /// when the path is already normal.
+    fn same_as_slow_path(raw: &str) {
+        let fast = normalize_cow(raw);
+        let slow = normalize(raw);
+        assert_eq!(fast.as_deref().map_err(|e| *e), slow.as_deref().map_err(|e| *e), "{raw:?}");
+        if let Ok(Cow::Borrowed(b)) = fast {
+            // Borrowed means the input path was already normal.
+            assert_eq!(Some(b), raw.split(['?', '#']).next(), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn borrowed_fast_path_agrees_with_the_slow_path_on_tricky_inputs() {
+        for raw in [
+            "/",
+            "",
+            "*",
+            "a",
+            "/a",
+            "/a/",
+            "/a/b",
+            "/a/b/",
+            "/a/../b",
+            "/a/./b",
+            "//x",
+            "/x//",
+            "/x//y",
+            "/%2e%2e",
+            "/%2e%2e/x",
+            "/%2E/x",
+            "/a%2fb",
+            "/a%2Fb",
+            "/a%5cb",
+            "/a%00",
+            "/.",
+            "/..",
+            "/...",
+            "/a/.",
+            "/a/..",
+            "/a/...",
+            "/a/.../b",
+            "/.a",
+            "/a.",
+            "/a..",
+            "/..a",
+            "/a/b.",
+            "/a/b..",
+            "/./",
+            "/../",
+            "/a;b",
+            "/a;b/c",
+            "/;",
+            "/a\\b",
+            "/a b",
+            "/a\tb",
+            "/caf\u{e9}",
+            "/a?x=/../b",
+            "/a#/../b",
+            "/a/..?x",
+            "/?",
+            "/#",
+            "?/a",
+            "/a?",
+            "/~u/x-y_z.html",
+            "/%61",
+            "/%",
+            "/%4",
+            "/a%zz",
+            "/%C3%A9",
+            "/%C3",
+            "/admin",
+            "/admin/keys/",
+            "/\u{7f}",
+            "/\u{0}",
+            "/a/b/c/d/e/f/g/../../..",
+        ] {
+            same_as_slow_path(raw);
+        }
+        assert!(matches!(normalize_cow("/admin/keys?x=1"), Ok(Cow::Borrowed("/admin/keys"))));
+        assert!(matches!(normalize_cow("/admin/keys/"), Ok(Cow::Borrowed("/admin/keys/"))));
+        assert!(matches!(normalize_cow("/"), Ok(Cow::Borrowed("/"))));
+        assert!(matches!(normalize_cow("/a/../b"), Ok(Cow::Owned(_))));
+    }
+
+    #[test]
+    fn borrowed_fast_path_agrees_with_the_slow_path_on_every_short_string() {
+        // Every string of up to 5 characters over an alphabet of separators, dots, escapes,
+        // parameters and forbidden characters (about 300,000 strings).
+        const ALPHABET: [char; 12] = ['/', '.', 'a', '%', '2', 'e', 'f', ';', '?', '#', '\\', ' '];
+        let mut buf = String::new();
+        fn walk(buf: &mut String, depth: usize) {
+            same_as_slow_path(buf);
+            if depth == 0 {
+                return;
+            }
+            for c in ALPHABET {
+                buf.push(c);
+                walk(buf, depth - 1);
+                buf.pop();
+            }
+        }
+        walk(&mut buf, 5);
+        // Longer paths, starting with `/`, from a fixed pseudo-random sequence.
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for _ in 0..20_000 {
+            let mut s = String::from("/");
+            let len = (x % 24) as usize;
+            for _ in 0..len {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                s.push(ALPHABET[(x % ALPHABET.len() as u64) as usize]);
+            }
+            same_as_slow_path(&s);
+        }
     }
 }
