@@ -1,10 +1,12 @@
 //! Criterion benchmarks of the embedded store: durable creates with 64 concurrent writers
-//! (group commit), and `Engine::resolve` over the embedded store vs the in-memory store at
-//! 10,000 sessions. Larger counts (1 million, 10 million) are measured by
+//! (group commit), and `Engine::resolve` / `find_by_token` over the embedded store (with its
+//! resolve cache, and with the cache off: the baseline in the same run) vs the in-memory
+//! store at 10,000 sessions. Larger counts (1 million, 10 million) are measured by
 //! `examples/measure.rs`, because filling them does not fit criterion's loop.
 //!
 //! ```text
 //! cargo bench -p sessiond-store-embedded --bench embedded
+//! cargo bench -p sessiond-store-embedded --bench embedded -- resolve   # resolve groups only
 //! ```
 #![allow(clippy::disallowed_methods)] // benchmarks time themselves
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
@@ -100,30 +102,66 @@ fn resolve(c: &mut Criterion) {
     let keys = KeyRing::single(KeyId(1), key.clone());
     let dir = tempfile::tempdir().unwrap();
     let n = 10_000u64;
-    let embedded = Arc::new(EmbeddedStore::open(dir.path(), EmbeddedOptions::default()).unwrap());
+    let embedded = Arc::new(EmbeddedStore::open(dir.path().join("cached"), EmbeddedOptions::default()).unwrap());
+    let nocache = Arc::new(
+        EmbeddedStore::open(dir.path().join("nocache"), EmbeddedOptions::default().with_resolve_cache(0)).unwrap(),
+    );
     let memory = Arc::new(MemoryStore::new());
     let mut tokens = Vec::new();
+    let mut hashes = Vec::new();
     rt.block_on(async {
         for i in 0..n {
             let t = keys.mint();
-            embedded.create(record(i, *t.hash()), None, T0).await.unwrap();
-            memory.create(record(i, *t.hash()), None, T0).await.unwrap();
+            let r = record(i, *t.hash());
+            embedded.create(r.clone(), None, T0).await.unwrap();
+            nocache.create(r.clone(), None, T0).await.unwrap();
+            memory.create(r, None, T0).await.unwrap();
             tokens.push(t.expose().to_owned());
+            hashes.push(*t.hash());
         }
     });
+    let stores: [(&str, Arc<dyn SessionStore>); 3] =
+        [("embedded", embedded), ("embedded_nocache", nocache), ("memory", memory)];
+
+    let mut g = c.benchmark_group("find_by_token_10k");
+    g.throughput(Throughput::Elements(1));
+    g.measurement_time(Duration::from_secs(4));
+    for (name, store) in &stores {
+        let mut k = 0usize;
+        g.bench_function(BenchmarkId::from_parameter(name), |b| {
+            // One `block_on` per sample, not per lookup: it would cost as much as a hit.
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        k = (k + 7919) % hashes.len();
+                        std::hint::black_box(store.find_by_token(&hashes[k]).await.unwrap().unwrap());
+                    }
+                    started.elapsed()
+                })
+            })
+        });
+    }
+    g.finish();
+
     let mut g = c.benchmark_group("resolve_10k");
     g.throughput(Throughput::Elements(1));
     g.measurement_time(Duration::from_secs(4));
-    let stores: [(&str, Arc<dyn SessionStore>); 2] = [("embedded", embedded), ("memory", memory)];
     for (name, store) in stores {
         let engine = Engine::builder(store, KeyRing::single(KeyId(1), key.clone()))
             .with_clock(Arc::new(ManualClock::new(UnixMs(T0.0 + 1000))))
             .build();
         let mut k = 0usize;
         g.bench_function(BenchmarkId::from_parameter(name), |b| {
-            b.iter(|| {
-                k = (k + 7919) % tokens.len();
-                rt.block_on(engine.resolve(&tokens[k], &NO_CTX)).unwrap()
+            b.iter_custom(|iters| {
+                rt.block_on(async {
+                    let started = Instant::now();
+                    for _ in 0..iters {
+                        k = (k + 7919) % tokens.len();
+                        std::hint::black_box(engine.resolve(&tokens[k], &NO_CTX).await.unwrap());
+                    }
+                    started.elapsed()
+                })
             })
         });
     }

@@ -14,6 +14,7 @@ use sessiond_core::record::SessionRecord;
 use sessiond_core::time::UnixMs;
 use sessiond_core::token::TokenHash;
 
+use crate::cache::ResolveCache;
 use crate::compact;
 
 /// A hasher for keys that are already uniformly random or at least unique (token hashes are
@@ -106,6 +107,9 @@ pub(crate) struct Mem {
     pub(crate) by_token: FastMap<TokenHash, SessionId>,
     pub(crate) subjects: HashMap<Box<str>, SubjectIndex>,
     pub(crate) expiry: BTreeSet<(UnixMs, SessionId)>,
+    /// Decoded records of recently resolved sessions: every change below invalidates the
+    /// entries of the session's token hashes (see [`crate::cache`]).
+    pub(crate) cache: Arc<ResolveCache>,
 }
 
 impl Mem {
@@ -141,8 +145,12 @@ impl Mem {
             subject.sessions.insert(at, entry);
         }
         let epoch = subject.epoch.clone();
+        // Hashes are unique and `remove` already dropped the old record's entries: this is
+        // a second line of defence (an entry for a hash must never outlive its index entry).
+        self.cache.invalidate(&p.token_hash);
         self.by_token.insert(p.token_hash, p.id);
         for h in &p.retired {
+            self.cache.invalidate(h);
             self.by_token.insert(*h, p.id);
         }
         self.sessions.insert(p.id, Slot { blob: p.blob, epoch });
@@ -155,11 +163,13 @@ impl Mem {
         let Some(r) = slot.record() else {
             // Our own encoding always decodes; if it did not, the index entries of this
             // session are unknown: drop every token entry pointing at it.
+            self.cache.clear();
             self.by_token.retain(|_, v| v != id);
             self.expiry.retain(|(_, v)| v != id);
             return None;
         };
         for h in r.lookup_hashes() {
+            self.cache.invalidate(h);
             if self.by_token.get(h) == Some(id) {
                 self.by_token.remove(h);
             }
