@@ -5,16 +5,19 @@
 # (crates/sessiond/examples/propagation.rs). Loopback only; a private redis-server on a free
 # port (no persistence), killed at the end. Needs wrk, curl, redis-server and redis-cli.
 #
-#   bench/distributed.sh                       # 10000 sessions, 64 connections, 15 s per run, 1000 revocations
+#   bench/distributed.sh                       # 10000 sessions, 64 connections, 40 s per run, 3 interleaved rounds, 1000 revocations
 #   NEAR_CACHE_TTL_MS=1000 bench/distributed.sh  # another near-cache TTL (default 30000, the server default)
-#   SESSIONS=10000 CONNS=64 DURATION=15s THREADS=2 ROUNDS=1000 bench/distributed.sh
+#   SESSIONS=10000 CONNS=64 DURATION=40s THREADS=2 ROUNDS=1000 LOAD_ROUNDS=3 bench/distributed.sh
+#
+# DURATION defaults to 40 s, longer than the 30 s near-cache TTL, so that every cached entry
+# expires and is fetched again at least once during a run (steady state, not a warm cache).
 #
 # Reuses bench/forward-auth.lua (random valid cookie per request) from bench/forward-auth.sh.
 set -euo pipefail
 
 SESSIONS=${SESSIONS:-10000}
 CONNS=${CONNS:-64}
-DURATION=${DURATION:-15s}
+DURATION=${DURATION:-40s}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-1000}
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -103,10 +106,23 @@ for addr in "$CACHED_ADDR" "$NOCACHE_ADDR"; do
   TOKENS="$WORK/tokens.txt" wrk -t"$THREADS" -c"$CONNS" -d3s -s "$ROOT/bench/forward-auth.lua" "http://$addr" >/dev/null
 done
 TOKENS="$WORK/tokens.txt" BENCH_PATH=/ wrk -t"$THREADS" -c"$CONNS" -d3s -s "$ROOT/bench/forward-auth.lua" "http://$EMPTY_ADDR" >/dev/null
-echo "== empty handler (GET /, same stack)"
-run empty "http://$EMPTY_ADDR" /
-echo "== forward-auth over Redis, near-cache on (TTL ${NEAR_CACHE_TTL_MS:-30000} ms)"
-run cached "http://$CACHED_ADDR" /v1/auth
+# The empty handler and the cached node alternate LOAD_ROUNDS times (the machine is shared and
+# its load drifts); the table shows the round with the median ratio, and every round's ratio.
+LOAD_ROUNDS=${LOAD_ROUNDS:-3}
+RATIOS=()
+for r in $(seq 1 "$LOAD_ROUNDS"); do
+  echo "== round $r: empty handler (GET /, same stack)"
+  run "empty$r" "http://$EMPTY_ADDR" /
+  echo "== round $r: forward-auth over Redis, near-cache on (TTL ${NEAR_CACHE_TTL_MS:-30000} ms)"
+  run "cached$r" "http://$CACHED_ADDR" /v1/auth
+  RATIOS+=("$(awk -v a="$(awk '/Requests\/sec/ {print $2}' "$WORK/cached$r.txt")" \
+    -v e="$(awk '/Requests\/sec/ {print $2}' "$WORK/empty$r.txt")" 'BEGIN { printf "%.1f", 100 * a / e }') $r")
+done
+MED_ROUND=$(printf '%s\n' "${RATIOS[@]}" | sort -g | awk '{ a[NR] = $2 } END { print a[int((NR + 1) / 2)] }')
+for f in txt delta redis; do
+  cp "$WORK/empty$MED_ROUND.$f" "$WORK/empty.$f"
+  cp "$WORK/cached$MED_ROUND.$f" "$WORK/cached.$f"
+done
 echo "== forward-auth over Redis, near-cache off"
 run nocache "http://$NOCACHE_ADDR" /v1/auth
 
@@ -123,7 +139,9 @@ echo "| empty axum handler (same stack) | $(rps empty) | 100 % | $(p99 empty) | 
 echo "| forward-auth, Redis + near-cache (${NEAR_CACHE_TTL_MS:-30000} ms) | $(rps cached) | $(pct cached) | $(p99 cached) | $(non2xx cached) | $(per cached) |"
 echo "| forward-auth, Redis, no near-cache | $(rps nocache) | $(pct nocache) | $(p99 nocache) | $(non2xx nocache) | $(per nocache) |"
 echo
-echo "($SESSIONS sessions, $CONNS connections, $THREADS wrk threads, $DURATION per run, $(nproc) cores)"
+echo "($SESSIONS sessions, $CONNS connections, $THREADS wrk threads, $DURATION per run, $(nproc) cores;"
+echo " empty/cached rows: round $MED_ROUND, the median of $LOAD_ROUNDS interleaved rounds with ratios" \
+  "$(printf '%s\n' "${RATIOS[@]}" | sort -k2 -n | awk '{ printf "%s%s %%", (NR > 1 ? ", " : ""), $1 }'))"
 for r in cached nocache; do
   echo "Redis commands during '$r' per request: $(awk -v n="$(reqs "$r")" '{ printf "%s %.3f  ", $1, $2 / n }' "$WORK/$r.delta")"
 done

@@ -11,6 +11,8 @@
 //!    [`NearCache::set_trusted`]`(true)` is called (resynchronised: nothing cached survives).
 //! 4. Entries live at most `ttl` (the server's default is 30 s), a backstop behind pushes that
 //!    the stores make atomic with the write and a push channel they check with heartbeats.
+//!    Each entry's lifetime is between 3/4 and all of `ttl` (from its token hash), so that
+//!    entries filled together do not all expire, and miss, in the same instant.
 //! 5. A fill that raced with an invalidation is discarded (generation check), so a read that
 //!    started before a revocation cannot re-insert the revoked record.
 //! 6. Only positive lookups of live-looking records are cached; misses always go to the store.
@@ -56,6 +58,7 @@ pub enum Invalidation {
 
 #[derive(Default)]
 struct Entries {
+    /// The lookup and when the entry stops being served.
     by_hash: FastMap<TokenHash, (Lookup, UnixMs)>,
     by_id: FastMap<SessionId, Vec<TokenHash>>,
 }
@@ -155,6 +158,14 @@ impl NearCache {
         self.invalidate(&Invalidation::Session(*id));
     }
 
+    /// When an entry for `hash` filled at `now` stops being served: between 3/4 of the TTL and
+    /// the TTL, spread by the (uniformly random) hash.
+    fn expiry_of(&self, hash: &TokenHash, now: UnixMs) -> UnixMs {
+        let quarter = self.ttl / 4;
+        let spread = quarter.mul_f64(f64::from(hash.0[0]) / 255.0);
+        now.plus(self.ttl - quarter + spread)
+    }
+
     /// Number of cached token hashes.
     pub fn len(&self) -> usize {
         self.read().by_hash.len()
@@ -186,8 +197,8 @@ impl SessionStore for NearCache {
     async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError> {
         let now = self.clock.now();
         if self.is_trusted() {
-            if let Some((l, at)) = self.read().by_hash.get(hash) {
-                if now.since(*at) < self.ttl && l.record.is_live(now) {
+            if let Some((l, until)) = self.read().by_hash.get(hash) {
+                if now < *until && l.record.is_live(now) {
                     self.hits.increment(1);
                     return Ok(Some(l.clone()));
                 }
@@ -204,7 +215,8 @@ impl SessionStore for NearCache {
                         g.by_hash.clear();
                         g.by_id.clear();
                     }
-                    g.by_hash.insert(*hash, (l.clone(), now));
+                    let until = self.expiry_of(hash, now);
+                    g.by_hash.insert(*hash, (l.clone(), until));
                     g.by_id.entry(l.record.id).or_default().push(*hash);
                 }
             }
@@ -231,7 +243,11 @@ impl SessionStore for NearCache {
         idle_expires_at: UnixMs,
         ip: Option<&str>,
     ) -> Result<(), StoreError> {
-        self.forget(id);
+        // Drop the stale copy (its idle deadline is the old one) without the generation bump
+        // of a real invalidation: a renewal changes no security state, so fills of other
+        // sessions in flight stay valid, and a fill of this one that raced the renewal can
+        // only re-insert the pre-renewal record, whose deadlines are earlier (stricter).
+        self.write().drop_session(id);
         self.inner.renew(id, seen, idle_expires_at, ip).await
     }
 
@@ -353,6 +369,22 @@ mod tests {
             clock.advance(Duration::from_secs(1));
             assert!(b.resolve(c.token.expose(), &RequestContext::default()).await.is_err());
         });
+    }
+
+    #[test]
+    fn entry_lifetimes_are_spread_within_the_ttl() {
+        let clock = Arc::new(ManualClock::new(UnixMs(0)));
+        let cache = NearCache::new(Arc::new(MemoryStore::new()), clock, Duration::from_secs(40), 10);
+        let now = UnixMs(1_000);
+        let lives: Vec<u64> = (0..=255u8)
+            .map(|b| {
+                let mut h = [0u8; 32];
+                h[0] = b;
+                cache.expiry_of(&TokenHash(h), now).0 - now.0
+            })
+            .collect();
+        assert!(lives.iter().all(|l| (30_000..=40_000).contains(l)), "{lives:?}");
+        assert_eq!((lives[0], lives[255]), (30_000, 40_000));
     }
 
     #[test]
