@@ -19,7 +19,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -34,6 +34,14 @@ use crate::time::{Clock, UnixMs};
 use crate::token::TokenHash;
 
 type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<RandomKeyHasher>>;
+
+fn read(s: &RwLock<Shard>) -> std::sync::RwLockReadGuard<'_, Shard> {
+    s.read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write(s: &RwLock<Shard>) -> std::sync::RwLockWriteGuard<'_, Shard> {
+    s.write().unwrap_or_else(|e| e.into_inner())
+}
 
 /// A change pushed by the store to every node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,22 +64,12 @@ pub enum Invalidation {
     Resync,
 }
 
-#[derive(Default)]
-struct Entries {
-    /// The lookup and when the entry stops being served.
-    by_hash: FastMap<TokenHash, (Lookup, UnixMs)>,
-    by_id: FastMap<SessionId, Vec<TokenHash>>,
-}
+/// Number of independently locked parts of the hash map, so that the hits of concurrent
+/// requests do not all bounce one lock word between cores.
+const SHARDS: usize = 16;
 
-impl Entries {
-    fn drop_session(&mut self, id: &SessionId) {
-        if let Some(hashes) = self.by_id.remove(id) {
-            for h in hashes {
-                self.by_hash.remove(&h);
-            }
-        }
-    }
-}
+/// One part of the cache: token hash → the lookup and when the entry stops being served.
+type Shard = FastMap<TokenHash, (Lookup, UnixMs)>;
 
 /// The near-cache decorator. Implements [`SessionStore`] by delegating to the inner store.
 pub struct NearCache {
@@ -79,10 +77,15 @@ pub struct NearCache {
     clock: Arc<dyn Clock>,
     ttl: Duration,
     max_entries: usize,
-    entries: RwLock<Entries>,
+    /// Token hash → entry, in [`SHARDS`] parts chosen by the hash. A hit takes one part's
+    /// read lock and nothing else shared.
+    shards: Box<[RwLock<Shard>]>,
+    /// Session → its cached token hashes. Its lock orders fills against invalidations (see
+    /// [`NearCache::find_by_token`]); hits never take it.
+    by_id: Mutex<FastMap<SessionId, Vec<TokenHash>>>,
     generation: AtomicU64,
     trusted: AtomicBool,
-    hits: metrics::Counter,
+    misses: metrics::Counter,
     distrusted: metrics::Counter,
 }
 
@@ -102,11 +105,13 @@ impl NearCache {
             clock,
             ttl,
             max_entries,
-            entries: RwLock::new(Entries::default()),
+            shards: (0..SHARDS).map(|_| RwLock::new(Shard::default())).collect(),
+            by_id: Mutex::new(FastMap::default()),
             generation: AtomicU64::new(0),
             trusted: AtomicBool::new(false),
-            // Registered once: a macro call per hit would look the metric up every time.
-            hits: metrics::counter!("sessiond_near_cache_hits_total"),
+            // Registered once. Misses, not hits, are counted: a shared counter bumped on every
+            // hit would be the one contended word left on the hit path.
+            misses: metrics::counter!("sessiond_near_cache_misses_total"),
             distrusted: metrics::counter!("sessiond_near_cache_distrusted_total"),
         }
     }
@@ -131,7 +136,7 @@ impl NearCache {
         match inv {
             Invalidation::Session(id) => {
                 self.generation.fetch_add(1, Ordering::AcqRel);
-                self.write().drop_session(id);
+                self.drop_session(&mut self.ids(), id);
             }
             Invalidation::Subject { .. } | Invalidation::All => self.clear(),
             Invalidation::Lost => self.set_trusted(false),
@@ -141,17 +146,28 @@ impl NearCache {
 
     fn clear(&self) {
         self.generation.fetch_add(1, Ordering::AcqRel);
-        let mut g = self.write();
-        g.by_hash.clear();
-        g.by_id.clear();
+        let mut ids = self.ids();
+        ids.clear();
+        for s in self.shards.iter() {
+            write(s).clear();
+        }
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
-        self.entries.write().unwrap_or_else(|e| e.into_inner())
+    /// Removes every entry of session `id` (the caller holds the id index's lock).
+    fn drop_session(&self, ids: &mut FastMap<SessionId, Vec<TokenHash>>, id: &SessionId) {
+        if let Some(hashes) = ids.remove(id) {
+            for h in hashes {
+                write(self.shard(&h)).remove(&h);
+            }
+        }
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
-        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    fn shard(&self, hash: &TokenHash) -> &RwLock<Shard> {
+        &self.shards[usize::from(hash.0[1]) % SHARDS]
+    }
+
+    fn ids(&self) -> std::sync::MutexGuard<'_, FastMap<SessionId, Vec<TokenHash>>> {
+        self.by_id.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn forget(&self, id: &SessionId) {
@@ -168,7 +184,7 @@ impl NearCache {
 
     /// Number of cached token hashes.
     pub fn len(&self) -> usize {
-        self.read().by_hash.len()
+        self.shards.iter().map(|s| read(s).len()).sum()
     }
 
     /// Whether nothing is cached.
@@ -197,27 +213,31 @@ impl SessionStore for NearCache {
     async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError> {
         let now = self.clock.now();
         if self.is_trusted() {
-            if let Some((l, until)) = self.read().by_hash.get(hash) {
+            if let Some((l, until)) = read(self.shard(hash)).get(hash) {
                 if now < *until && l.record.is_live(now) {
-                    self.hits.increment(1);
                     return Ok(Some(l.clone()));
                 }
             }
         }
+        self.misses.increment(1);
         let generation = self.generation.load(Ordering::Acquire);
         let found = self.inner.find_by_token(hash).await?;
         if let Some(l) = &found {
             if self.is_trusted() && l.record.is_live(now) {
-                let mut g = self.write();
-                // Discard the fill if anything was invalidated while we read the store.
+                // Every invalidation bumps the generation *before* taking the id index's lock;
+                // a fill checks it *while holding* that lock. So either the fill sees the bump
+                // and is discarded, or the invalidation runs after the fill and removes it.
+                let mut ids = self.ids();
                 if self.generation.load(Ordering::Acquire) == generation {
-                    if g.by_hash.len() >= self.max_entries {
-                        g.by_hash.clear();
-                        g.by_id.clear();
+                    if ids.len() >= self.max_entries {
+                        ids.clear();
+                        for s in self.shards.iter() {
+                            write(s).clear();
+                        }
                     }
                     let until = self.expiry_of(hash, now);
-                    g.by_hash.insert(*hash, (l.clone(), until));
-                    g.by_id.entry(l.record.id).or_default().push(*hash);
+                    write(self.shard(hash)).insert(*hash, (l.clone(), until));
+                    ids.entry(l.record.id).or_default().push(*hash);
                 }
             }
         }
@@ -247,7 +267,7 @@ impl SessionStore for NearCache {
         // of a real invalidation: a renewal changes no security state, so fills of other
         // sessions in flight stay valid, and a fill of this one that raced the renewal can
         // only re-insert the pre-renewal record, whose deadlines are earlier (stricter).
-        self.write().drop_session(id);
+        self.drop_session(&mut self.ids(), id);
         self.inner.renew(id, seen, idle_expires_at, ip).await
     }
 
