@@ -17,47 +17,18 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use sessiond_core::binding::RequestContext;
-use sessiond_core::record::{DeviceInfo, SessionRecord};
 use sessiond_core::store::memory::MemoryStore;
 use sessiond_core::store::SessionStore;
 use sessiond_core::time::{ManualClock, UnixMs};
 use sessiond_core::token::{KeyId, KeyRing, SigningKey, TokenHash};
-use sessiond_core::{Engine, SessionId};
+use sessiond_core::Engine;
 use sessiond_store_embedded::{EmbeddedOptions, EmbeddedStore};
 
-const T0: UnixMs = UnixMs(1_700_000_000_000);
-const NO_CTX: RequestContext<'static> = RequestContext { ip: None, user_agent: None };
+#[path = "../examples/common/mod.rs"]
+mod common;
+use common::{record, T0};
 
-fn record(n: u64, hash: TokenHash) -> SessionRecord {
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&n.to_le_bytes());
-    id[8..].copy_from_slice(&sessiond_core::token::os_random::<8>());
-    SessionRecord {
-        id: SessionId::from_bytes(id),
-        token_hash: hash,
-        subject: format!("user-{:08}", n / 4),
-        tenant: "acme".into(),
-        policy: "default".into(),
-        created_at: T0,
-        last_seen_at: T0,
-        idle_expires_at: UnixMs(T0.0 + 30 * 60_000),
-        absolute_expires_at: UnixMs(T0.0 + 12 * 3_600_000),
-        rotated_at: T0,
-        auth_time: T0,
-        aal: 1,
-        amr: vec!["pwd".into()],
-        device: DeviceInfo {
-            user_agent: Some("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36".into()),
-            first_ip: Some("203.0.113.57".into()),
-            last_ip: Some("203.0.113.57".into()),
-        },
-        data: Default::default(),
-        revision: 0,
-        epoch: 0,
-        version: 0,
-        retired: Vec::new(),
-    }
-}
+const NO_CTX: RequestContext<'static> = RequestContext { ip: None, user_agent: None };
 
 fn creates(c: &mut Criterion) {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
@@ -81,7 +52,7 @@ fn creates(c: &mut Criterion) {
                                 let n = counter.fetch_add(1, Ordering::Relaxed);
                                 let mut h = sessiond_core::token::os_random::<32>();
                                 h[..8].copy_from_slice(&n.to_le_bytes());
-                                s.create(record(n, TokenHash(h)), None, T0).await.unwrap();
+                                s.create(record(n as usize, TokenHash(h)), None, T0).await.unwrap();
                             }
                         }));
                     }
@@ -112,7 +83,7 @@ fn resolve(c: &mut Criterion) {
     rt.block_on(async {
         for i in 0..n {
             let t = keys.mint();
-            let r = record(i, *t.hash());
+            let r = record(i as usize, *t.hash());
             embedded.create(r.clone(), None, T0).await.unwrap();
             nocache.create(r.clone(), None, T0).await.unwrap();
             memory.create(r, None, T0).await.unwrap();

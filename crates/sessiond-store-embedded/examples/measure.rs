@@ -16,15 +16,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sessiond_core::binding::RequestContext;
-use sessiond_core::record::{DeviceInfo, SessionRecord};
+use sessiond_core::record::DeviceInfo;
 use sessiond_core::store::memory::MemoryStore;
 use sessiond_core::store::SessionStore;
 use sessiond_core::time::{ManualClock, UnixMs};
 use sessiond_core::token::{KeyId, KeyRing, SigningKey};
-use sessiond_core::{Engine, SessionId};
+use sessiond_core::Engine;
 use sessiond_store_embedded::{EmbeddedOptions, EmbeddedStore, DB_FILE};
 
-const T0: UnixMs = UnixMs(1_700_000_000_000);
+#[path = "common/mod.rs"]
+mod common;
+use common::{record, T0};
+
 const SAMPLE: usize = 100_000;
 const NO_CTX: RequestContext<'static> = RequestContext { ip: None, user_agent: None };
 
@@ -41,40 +44,6 @@ fn cpu() -> Duration {
     let f: Vec<&str> = after.split_whitespace().collect();
     let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
     Duration::from_millis(ticks * 10)
-}
-
-fn record(i: usize, hash: sessiond_core::token::TokenHash) -> SessionRecord {
-    let mut id = [0u8; 16];
-    id[..8].copy_from_slice(&(i as u64).to_le_bytes());
-    id[8..].copy_from_slice(&sessiond_core::token::os_random::<8>());
-    SessionRecord {
-        id: SessionId::from_bytes(id),
-        token_hash: hash,
-        subject: format!("user-{:08}", i / 4),
-        tenant: "acme".into(),
-        policy: "default".into(),
-        created_at: T0,
-        last_seen_at: T0,
-        idle_expires_at: UnixMs(T0.0 + 30 * 60_000),
-        absolute_expires_at: UnixMs(T0.0 + 12 * 3_600_000),
-        rotated_at: T0,
-        auth_time: T0,
-        aal: 1,
-        amr: vec!["pwd".into()],
-        device: DeviceInfo {
-            user_agent: Some(
-                "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36"
-                    .into(),
-            ),
-            first_ip: Some("203.0.113.57".into()),
-            last_ip: Some("203.0.113.57".into()),
-        },
-        data: Default::default(),
-        revision: 0,
-        epoch: 0,
-        version: 0,
-        retired: Vec::new(),
-    }
 }
 
 /// Fills an embedded store in `dir` with `n` sessions through `import_jsonl` (chunks of 100k
