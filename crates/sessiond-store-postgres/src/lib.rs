@@ -47,6 +47,7 @@ use sessiond_core::event::Event;
 use sessiond_core::id::SessionId;
 use sessiond_core::policy::LimitAction;
 use sessiond_core::record::SessionRecord;
+use sessiond_core::store::heartbeat::Heartbeat;
 use sessiond_core::store::{expiry_reason, CreateOutcome, Expired, LimitRule, Lookup, Page, PageCursor, UpdateOutcome};
 use sessiond_core::time::UnixMs;
 use sessiond_core::token::TokenHash;
@@ -123,48 +124,17 @@ pub enum Invalidation {
     Lost,
 }
 
-/// What travels on the channel: data changes, and the listener's own heartbeats.
-#[derive(serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Wire {
-    Session {
-        id: SessionId,
-        #[serde(default)]
-        token_hashes: Vec<TokenHash>,
-    },
-    Subject {
-        tenant: String,
-        subject: String,
-    },
-    Heartbeat {
-        node: String,
-    },
-}
-
-/// The heartbeat payload of listener `node`.
-fn heartbeat_message(node: &str) -> String {
-    serde_json::json!({ "kind": "heartbeat", "node": node }).to_string()
-}
-
-/// What a notification means for listener `node`: an invalidation to pass on, a heartbeat of
-/// its own (`Err(())`), or nothing (garbage, someone else's heartbeat, or a local state such
-/// as `lost` that must never come from the wire).
-fn interpret(payload: &str, node: &str) -> Result<Option<Invalidation>, ()> {
-    Ok(match serde_json::from_str::<Wire>(payload) {
-        Ok(Wire::Session { id, token_hashes }) => Some(Invalidation::Session { id, token_hashes }),
-        Ok(Wire::Subject { tenant, subject }) => Some(Invalidation::Subject { tenant, subject }),
-        Ok(Wire::Heartbeat { node: n }) if n == node => return Err(()),
-        Ok(Wire::Heartbeat { .. }) | Err(_) => None,
-    })
-}
-
-/// A random id for one listener's heartbeats (not a secret: it only tells them apart).
-fn node_id() -> String {
-    let mut b = [0u8; 12];
-    if getrandom::fill(&mut b).is_err() {
-        b[..4].copy_from_slice(&std::process::id().to_le_bytes());
+/// What a notification means for a listener: an invalidation to pass on, one of its own
+/// heartbeats (`Err(())`), or nothing (garbage, another listener's heartbeat, or a local state
+/// such as `lost` that must never come from the wire).
+fn interpret(payload: &str, beat: &Heartbeat) -> Result<Option<Invalidation>, ()> {
+    if beat.is_own(payload) {
+        return Err(());
     }
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    Ok(match serde_json::from_str::<Invalidation>(payload) {
+        Ok(inv @ (Invalidation::Session { .. } | Invalidation::Subject { .. })) => Some(inv),
+        _ => None,
+    })
 }
 
 /// Whether the listener is up; [`Invalidation::Lost`] and [`Invalidation::Resync`] are sent
@@ -584,8 +554,7 @@ where
         return false;
     }
     link.set(true, tx);
-    let node = node_id();
-    let heartbeat = heartbeat_message(&node);
+    let own = Heartbeat::new();
     let beating = !beat.is_zero();
     let mut tick = tokio::time::interval(if beating { beat } else { Duration::from_secs(3600) });
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -594,7 +563,7 @@ where
         tokio::select! {
             payload = msg_rx.recv() => {
                 let Some(payload) = payload else { break };
-                match interpret(&payload, &node) {
+                match interpret(&payload, &own) {
                     Ok(Some(inv)) => {
                         let _ = tx.send(inv);
                     }
@@ -615,7 +584,8 @@ where
                 // Over the listener's own connection: a session receives its own notifications,
                 // so this checks the very connection the invalidations arrive on. Notifications
                 // keep queueing meanwhile.
-                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&channel, &heartbeat];
+                let message = own.message();
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&channel, &message];
                 if tokio::time::timeout(beat, client.execute("SELECT pg_notify($1, $2)", &params)).await.is_err() {
                     tracing::debug!("a listener heartbeat did not complete in time");
                 }
@@ -977,18 +947,19 @@ mod tests {
 
     #[test]
     fn notifications_are_interpreted_strictly() {
+        let me = Heartbeat::new();
         let subject =
             serde_json::to_string(&Invalidation::Subject { tenant: "t".into(), subject: "s".into() }).expect("json");
         assert_eq!(
-            interpret(&subject, "me"),
+            interpret(&subject, &me),
             Ok(Some(Invalidation::Subject { tenant: "t".into(), subject: "s".into() }))
         );
-        assert_eq!(interpret(&heartbeat_message("me"), "me"), Err(()));
-        assert_eq!(interpret(&heartbeat_message("other"), "me"), Ok(None));
+        assert_eq!(interpret(me.message(), &me), Err(()));
+        assert_eq!(interpret(Heartbeat::new().message(), &me), Ok(None));
         // Local states never come from the wire; garbage is ignored.
-        assert_eq!(interpret(r#"{"kind":"lost"}"#, "me"), Ok(None));
-        assert_eq!(interpret(r#"{"kind":"resync"}"#, "me"), Ok(None));
-        assert_eq!(interpret("not json", "me"), Ok(None));
+        assert_eq!(interpret(r#"{"kind":"lost"}"#, &me), Ok(None));
+        assert_eq!(interpret(r#"{"kind":"resync"}"#, &me), Ok(None));
+        assert_eq!(interpret("not json", &me), Ok(None));
     }
 
     #[test]

@@ -55,6 +55,7 @@ use sessiond_core::event::Event;
 use sessiond_core::id::SessionId;
 use sessiond_core::policy::LimitAction;
 use sessiond_core::record::SessionRecord;
+use sessiond_core::store::heartbeat::Heartbeat;
 use sessiond_core::store::{expiry_reason, CreateOutcome, Expired, LimitRule, Lookup, Page, PageCursor, UpdateOutcome};
 use sessiond_core::time::UnixMs;
 use sessiond_core::token::TokenHash;
@@ -161,19 +162,15 @@ enum Wire {
     Changed {
         id: String,
     },
-    Heartbeat {
-        node: String,
-    },
 }
 
-/// The heartbeat message of node `node`.
-fn heartbeat_message(node: &str) -> String {
-    serde_json::json!({ "kind": "heartbeat", "node": node }).to_string()
-}
-
-/// What a message received on the channel means for this node (`node` is its heartbeat id):
-/// an invalidation to pass on, a heartbeat of its own (`Err(())`), or nothing.
-fn interpret(message: &str, node: &str) -> Result<Option<Invalidation>, ()> {
+/// What a message received on the channel means for this node: an invalidation to pass on,
+/// one of its own heartbeats (`Err(())`), or nothing (garbage, another node's heartbeat, or a
+/// local state such as `lost` that must never come from the wire).
+fn interpret(message: &str, beat: &Heartbeat) -> Result<Option<Invalidation>, ()> {
+    if beat.is_own(message) {
+        return Err(());
+    }
     Ok(match serde_json::from_str::<Wire>(message) {
         Ok(Wire::Session { id, token_hashes }) => Some(Invalidation::Session { id, token_hashes }),
         Ok(Wire::Subject { tenant, subject }) => Some(Invalidation::Subject { tenant, subject }),
@@ -184,8 +181,7 @@ fn interpret(message: &str, node: &str) -> Result<Option<Invalidation>, ()> {
                 None
             }
         },
-        Ok(Wire::Heartbeat { node: n }) if n == node => return Err(()),
-        Ok(Wire::Heartbeat { .. }) | Err(_) => None,
+        Err(_) => None,
     })
 }
 
@@ -287,21 +283,11 @@ impl Drop for Inner {
     }
 }
 
-/// A random id for this store's heartbeats (not a secret: it only tells our beats apart).
-fn node_id() -> String {
-    let mut b = [0u8; 12];
-    if getrandom::fill(&mut b).is_err() {
-        // Unique enough per process for telling heartbeats apart.
-        b[..4].copy_from_slice(&std::process::id().to_le_bytes());
-    }
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
 /// Every [`RedisOptions::heartbeat`]: checks that the previous heartbeats came back (else
 /// declares the channel lost and reconnects the subscriber), then publishes the next one.
 /// Stops when the store is dropped.
-fn spawn_heartbeat(store: std::sync::Weak<Inner>, node: String) {
-    let message = heartbeat_message(&node);
+fn spawn_heartbeat(store: std::sync::Weak<Inner>, beat: Heartbeat) {
+    let message = beat.message().to_owned();
     tokio::spawn(async move {
         let Some(every) = store.upgrade().map(|i| i.opts.heartbeat) else { return };
         let mut tick = tokio::time::interval(every);
@@ -443,10 +429,10 @@ impl RedisStore {
         let keys = Keys::new(&options.key_prefix);
         let (tx, _) = broadcast::channel(1024);
         let link = Arc::new(Link::default());
-        let node = node_id();
+        let beat = Heartbeat::new();
         let subscriber = if options.invalidations {
             Some(
-                Self::subscribe(&builder, keys.channel(), node.clone(), tx.clone(), link.clone())
+                Self::subscribe(&builder, keys.channel(), beat.clone(), tx.clone(), link.clone())
                     .map_err(unavailable)?,
             )
         } else {
@@ -466,7 +452,7 @@ impl RedisStore {
             }),
         };
         if store.inner.subscriber.is_some() && !store.inner.opts.heartbeat.is_zero() {
-            spawn_heartbeat(Arc::downgrade(&store.inner), node);
+            spawn_heartbeat(Arc::downgrade(&store.inner), beat);
         }
         if store.inner.opts.lazy_connect {
             let s = store.clone();
@@ -507,7 +493,7 @@ impl RedisStore {
     fn subscribe(
         builder: &Builder,
         channel: String,
-        node: String,
+        beat: Heartbeat,
         tx: broadcast::Sender<Invalidation>,
         link: Arc<Link>,
     ) -> Result<SubscriberClient, fred::error::Error> {
@@ -515,7 +501,7 @@ impl RedisStore {
         let (on_msg, beat_link) = (tx.clone(), link.clone());
         drop(sub.on_message(move |m| {
             // Only data changes come over the wire; Resync and Lost are local states.
-            match m.value.as_str().map(|t| interpret(&t, &node)) {
+            match m.value.as_str().map(|t| interpret(&t, &beat)) {
                 Some(Ok(Some(inv))) => {
                     let _ = on_msg.send(inv);
                 }
@@ -1228,20 +1214,21 @@ mod tests {
         let id = SessionId::from_bytes([0xab; 16]);
         // What the scripts publish.
         let changed = format!(r#"{{"kind":"changed","id":"{}"}}"#, id_hex(&id));
-        assert_eq!(interpret(&changed, "me"), Ok(Some(Invalidation::Session { id, token_hashes: vec![] })));
+        let me = Heartbeat::new();
+        assert_eq!(interpret(&changed, &me), Ok(Some(Invalidation::Session { id, token_hashes: vec![] })));
         let subject =
             serde_json::to_string(&Invalidation::Subject { tenant: "t".into(), subject: "s".into() }).expect("json");
         assert_eq!(
-            interpret(&subject, "me"),
+            interpret(&subject, &me),
             Ok(Some(Invalidation::Subject { tenant: "t".into(), subject: "s".into() }))
         );
         // Our own heartbeat, someone else's, and local states that must never come from the wire.
-        assert_eq!(interpret(&heartbeat_message("me"), "me"), Err(()));
-        assert_eq!(interpret(&heartbeat_message("other"), "me"), Ok(None));
-        assert_eq!(interpret(r#"{"kind":"lost"}"#, "me"), Ok(None));
-        assert_eq!(interpret(r#"{"kind":"resync"}"#, "me"), Ok(None));
+        assert_eq!(interpret(me.message(), &me), Err(()));
+        assert_eq!(interpret(Heartbeat::new().message(), &me), Ok(None));
+        assert_eq!(interpret(r#"{"kind":"lost"}"#, &me), Ok(None));
+        assert_eq!(interpret(r#"{"kind":"resync"}"#, &me), Ok(None));
         // Garbage and malformed ids are ignored.
-        assert_eq!(interpret("not json", "me"), Ok(None));
-        assert_eq!(interpret(r#"{"kind":"changed","id":"zz"}"#, "me"), Ok(None));
+        assert_eq!(interpret("not json", &me), Ok(None));
+        assert_eq!(interpret(r#"{"kind":"changed","id":"zz"}"#, &me), Ok(None));
     }
 }

@@ -15,6 +15,7 @@ use crate::record::{Expiry, SessionRecord};
 use crate::time::UnixMs;
 use crate::token::TokenHash;
 
+pub mod heartbeat;
 pub mod memory;
 pub mod near_cache;
 
