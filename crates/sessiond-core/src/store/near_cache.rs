@@ -451,6 +451,121 @@ mod tests {
         });
     }
 
+    /// A store whose `find_by_token` can be held *after* it read: the answer is then as old as
+    /// the read, like a request in flight while another node revokes.
+    struct HeldRead {
+        inner: MemoryStore,
+        hold: AtomicBool,
+        read_done: tokio::sync::Notify,
+        release: tokio::sync::Notify,
+    }
+
+    #[async_trait]
+    impl SessionStore for HeldRead {
+        async fn create(
+            &self,
+            r: SessionRecord,
+            l: Option<LimitRule>,
+            now: UnixMs,
+        ) -> Result<CreateOutcome, StoreError> {
+            self.inner.create(r, l, now).await
+        }
+        async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError> {
+            let found = self.inner.find_by_token(hash).await;
+            if self.hold.swap(false, Ordering::AcqRel) {
+                self.read_done.notify_one();
+                self.release.notified().await;
+            }
+            found
+        }
+        async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError> {
+            self.inner.find_by_id(id).await
+        }
+        async fn update(&self, r: SessionRecord, v: u64) -> Result<UpdateOutcome, StoreError> {
+            self.inner.update(r, v).await
+        }
+        async fn renew(&self, id: &SessionId, s: UnixMs, i: UnixMs, ip: Option<&str>) -> Result<(), StoreError> {
+            self.inner.renew(id, s, i, ip).await
+        }
+        async fn delete(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+            self.inner.delete(id).await
+        }
+        async fn delete_subject(
+            &self,
+            t: &str,
+            s: &str,
+            e: Option<&SessionId>,
+        ) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+            self.inner.delete_subject(t, s, e).await
+        }
+        async fn delete_tenant(&self, t: &str) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
+            self.inner.delete_tenant(t).await
+        }
+        async fn list_subject(
+            &self,
+            t: &str,
+            s: &str,
+            a: Option<PageCursor>,
+            l: usize,
+            now: UnixMs,
+        ) -> Result<Page, StoreError> {
+            self.inner.list_subject(t, s, a, l, now).await
+        }
+        async fn subject_epoch(&self, t: &str, s: &str) -> Result<u64, StoreError> {
+            self.inner.subject_epoch(t, s).await
+        }
+        async fn bump_epoch(&self, t: &str, s: &str) -> Result<u64, StoreError> {
+            self.inner.bump_epoch(t, s).await
+        }
+        async fn sweep_expired(&self, now: UnixMs, max: usize) -> Result<Vec<Expired>, StoreError> {
+            self.inner.sweep_expired(now, max).await
+        }
+        async fn append_events(&self, e: Vec<Event>) -> Result<(), StoreError> {
+            self.inner.append_events(e).await
+        }
+        async fn read_events(&self, a: u64, l: usize) -> Result<Vec<Event>, StoreError> {
+            self.inner.read_events(a, l).await
+        }
+    }
+
+    /// The race rule 5 closes: node B reads a session from the store, node A revokes it and
+    /// the push reaches B, and only then does B's read come back and try to fill the cache.
+    /// The fill must be discarded, so the revoked session is refused from then on.
+    #[test]
+    fn a_fill_that_raced_a_revocation_is_discarded() {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt").block_on(async {
+            let clock = Arc::new(ManualClock::new(UnixMs(1_700_000_000_000)));
+            let shared = Arc::new(HeldRead {
+                inner: MemoryStore::new(),
+                hold: AtomicBool::new(false),
+                read_done: tokio::sync::Notify::new(),
+                release: tokio::sync::Notify::new(),
+            });
+            let keys = KeyRing::single(KeyId(1), SigningKey::generate());
+            let cache = Arc::new(NearCache::new(shared.clone(), clock.clone(), Duration::from_secs(30), 1000));
+            cache.set_trusted(true);
+            let a = Engine::builder(shared.clone(), keys.clone()).with_clock(clock.clone()).build();
+            let b = Engine::builder(cache.clone(), keys).with_clock(clock.clone()).build();
+            let c = a.create(CreateRequest { subject: "alice".into(), ..Default::default() }).await.expect("create");
+            let token = c.token.expose().to_owned();
+
+            shared.hold.store(true, Ordering::Release);
+            let in_flight = tokio::spawn({
+                let (b, token) = (b.clone(), token.clone());
+                async move { b.resolve(&token, &RequestContext::default()).await.is_ok() }
+            });
+            shared.read_done.notified().await; // B has read the live record
+            a.revoke(&c.session.id, crate::RevokeReason::Admin).await.expect("revoke on A");
+            cache.invalidate(&Invalidation::Session(c.session.id)); // the push reaches B
+            shared.release.notify_one();
+            // The request that started before the revocation may still pass (it read first)...
+            let _ = in_flight.await.expect("task");
+            // ...but it must not have left the revoked session in the cache.
+            assert!(cache.is_empty(), "ATTACK SUCCEEDED: a fill that raced the revocation was kept");
+            assert!(b.resolve(&token, &RequestContext::default()).await.is_err(), "revoked session accepted");
+        });
+    }
+
     #[test]
     fn local_writes_invalidate_before_returning() {
         block(async {
