@@ -579,8 +579,10 @@ async fn killing_a_node_right_after_acknowledged_writes_loses_nothing() {
     // without pause, until A dies under it.
     let created = Arc::new(Mutex::new(Vec::<(String, String)>::new()));
     let revoked = Arc::new(Mutex::new(Vec::<String>::new()));
+    // A revocation sent but never answered (A died under it) may or may not have happened.
+    let unanswered = Arc::new(Mutex::new(None::<String>));
     let writer = {
-        let (created, revoked) = (created.clone(), revoked.clone());
+        let (created, revoked, unanswered) = (created.clone(), revoked.clone(), unanswered.clone());
         tokio::spawn(async move {
             for i in 0..10_000 {
                 let (st, token, id) = a.create(json!({ "subject": format!("k-{}", i % 7) })).await;
@@ -593,6 +595,7 @@ async fn killing_a_node_right_after_acknowledged_writes_loses_nothing() {
                 }
                 if i % 2 == 1 {
                     if a.revoke(&id).await != 204 {
+                        *unanswered.lock().unwrap() = Some(token);
                         return;
                     }
                     revoked.lock().unwrap().push(token);
@@ -606,6 +609,7 @@ async fn killing_a_node_right_after_acknowledged_writes_loses_nothing() {
 
     let b = &nodes[1];
     let (created, revoked) = (created.lock().unwrap().clone(), revoked.lock().unwrap().clone());
+    let unanswered = unanswered.lock().unwrap().clone();
     assert!(created.len() >= 4, "too few acknowledged writes before the kill: {}", created.len());
     let revoked: HashSet<String> = revoked.into_iter().collect();
     for (token, id) in &created {
@@ -623,6 +627,10 @@ async fn killing_a_node_right_after_acknowledged_writes_loses_nothing() {
             }
         } else {
             let (st, hid, _) = b.auth_full(token).await;
+            if unanswered.as_ref() == Some(token) && st == 401 {
+                // Its revocation reached the store before A died, only the answer was lost.
+                continue;
+            }
             assert_eq!((st, hid.as_deref()), (200, Some(id.as_str())), "an acknowledged create was lost");
         }
     }
