@@ -131,6 +131,15 @@ pub struct CountingStore {
     pub updates: AtomicUsize,
     /// Calls to any method that writes.
     pub writes: AtomicUsize,
+    held: HeldRead,
+}
+
+/// See [`CountingStore::hold_next_read`].
+#[derive(Default)]
+struct HeldRead {
+    armed: std::sync::atomic::AtomicBool,
+    read_done: tokio::sync::Notify,
+    release: tokio::sync::Notify,
 }
 
 impl CountingStore {
@@ -142,7 +151,25 @@ impl CountingStore {
             renews: AtomicUsize::new(0),
             updates: AtomicUsize::new(0),
             writes: AtomicUsize::new(0),
+            held: HeldRead::default(),
         }
+    }
+
+    /// Makes the next `find_by_token` stop *after* it read the wrapped store, until
+    /// [`CountingStore::release_read`]: its answer is then as old as the read, like a request
+    /// in flight while another node changes the session.
+    pub fn hold_next_read(&self) {
+        self.held.armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until the read armed by [`CountingStore::hold_next_read`] has read and is held.
+    pub async fn read_held(&self) {
+        self.held.read_done.notified().await;
+    }
+
+    /// Lets the held read return.
+    pub fn release_read(&self) {
+        self.held.release.notify_one();
     }
 
     /// Current value of a counter.
@@ -168,7 +195,12 @@ impl SessionStore for CountingStore {
     }
     async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError> {
         Self::bump(&self.finds);
-        self.inner.find_by_token(hash).await
+        let found = self.inner.find_by_token(hash).await;
+        if self.held.armed.swap(false, Ordering::SeqCst) {
+            self.held.read_done.notify_one();
+            self.held.release.notified().await;
+        }
+        found
     }
     async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError> {
         Self::bump(&self.finds);

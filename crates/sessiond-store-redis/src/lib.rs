@@ -145,8 +145,8 @@ pub enum Invalidation {
 }
 
 /// What travels on the invalidation channel. The subject scripts announce changes themselves
-/// (`changed`, with the hex id they work with); `heartbeat` is a node checking its own
-/// subscription. Anything else is ignored.
+/// (`changed`, with the hex id they work with); older nodes publish `session`. Heartbeats are
+/// recognised before this is parsed ([`Heartbeat::is_own`]); anything else is ignored.
 #[derive(serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 enum Wire {
