@@ -31,6 +31,7 @@ use sessiond_core::token::{KeyId, KeyRing, SigningKey, TokenHash};
 use sessiond_core::{CreateRequest, Engine, EngineConfig, SessionStore, StoreError};
 
 pub mod cases;
+pub mod pki;
 pub mod relay;
 
 /// Idle timeout of the `test` policy.
@@ -138,6 +139,7 @@ pub struct CountingStore {
 #[derive(Default)]
 struct HeldRead {
     armed: std::sync::atomic::AtomicBool,
+    renew_armed: std::sync::atomic::AtomicBool,
     read_done: tokio::sync::Notify,
     release: tokio::sync::Notify,
 }
@@ -167,7 +169,19 @@ impl CountingStore {
         self.held.read_done.notified().await;
     }
 
-    /// Lets the held read return.
+    /// Makes the next `renew` stop *after* the wrapped store applied it, until
+    /// [`CountingStore::release_read`]: what happens meanwhile (a revocation and its push)
+    /// lands between the store's write and the caller seeing its answer.
+    pub fn hold_next_renew(&self) {
+        self.held.renew_armed.store(true, Ordering::SeqCst);
+    }
+
+    /// Waits until the renewal armed by [`CountingStore::hold_next_renew`] is applied and held.
+    pub async fn renew_held(&self) {
+        self.held.read_done.notified().await;
+    }
+
+    /// Lets the held read (or renewal) return.
     pub fn release_read(&self) {
         self.held.release.notify_one();
     }
@@ -214,7 +228,12 @@ impl SessionStore for CountingStore {
     async fn renew(&self, id: &SessionId, seen: UnixMs, idle: UnixMs, ip: Option<&str>) -> Result<(), StoreError> {
         Self::bump(&self.writes);
         Self::bump(&self.renews);
-        self.inner.renew(id, seen, idle, ip).await
+        let out = self.inner.renew(id, seen, idle, ip).await;
+        if self.held.renew_armed.swap(false, Ordering::SeqCst) {
+            self.held.read_done.notify_one();
+            self.held.release.notified().await;
+        }
+        out
     }
     async fn delete(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         Self::bump(&self.writes);

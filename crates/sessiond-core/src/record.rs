@@ -126,6 +126,25 @@ impl SessionRecord {
         }
     }
 
+    /// This record after a renewal ([`SessionStore::renew`](crate::store::SessionStore::renew)):
+    /// `last_seen_at` and the idle deadline only move forward, the idle deadline never passes
+    /// the absolute one, and `ip` (when given) becomes the last seen address. `None` when the
+    /// renewal moves nothing forward (an older or repeated renewal): there is nothing to write.
+    /// Every store applies renewals through this one function, and so does the near-cache
+    /// when it refreshes its copy.
+    pub fn renewed(&self, seen: UnixMs, idle_expires_at: UnixMs, ip: Option<&str>) -> Option<SessionRecord> {
+        if idle_expires_at <= self.idle_expires_at && seen <= self.last_seen_at {
+            return None;
+        }
+        let mut next = self.clone();
+        next.last_seen_at = next.last_seen_at.max(seen);
+        next.idle_expires_at = next.idle_expires_at.max(idle_expires_at).min(next.absolute_expires_at);
+        if let Some(ip) = ip {
+            next.device.last_ip = Some(ip.to_owned());
+        }
+        Some(next)
+    }
+
     /// Whether the session is live at `now`.
     pub fn is_live(&self, now: UnixMs) -> bool {
         now < self.deadline()

@@ -613,15 +613,9 @@ impl SessionStore for EmbeddedStore {
             let Some(r) = mem.sessions.get(id).and_then(|s| s.record()) else {
                 return Ok(()); // never creates: a deleted session stays deleted
             };
-            if idle_expires_at <= r.idle_expires_at && seen <= r.last_seen_at {
+            let Some(next) = r.renewed(seen, idle_expires_at, ip) else {
                 return Ok(());
-            }
-            let mut next = r;
-            next.last_seen_at = next.last_seen_at.max(seen);
-            next.idle_expires_at = next.idle_expires_at.max(idle_expires_at).min(next.absolute_expires_at);
-            if let Some(ip) = ip {
-                next.device.last_ip = Some(ip.to_owned());
-            }
+            };
             let blob = compact::encode(&next);
             mem.remove(id);
             mem.insert(&next, blob);

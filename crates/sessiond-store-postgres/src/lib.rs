@@ -772,15 +772,9 @@ impl SessionStore for PostgresStore {
             let Some(row) = tx.query_opt(&sql.lock_record, &[&key]).await.map_err(db)? else {
                 return Ok(());
             };
-            let Some(mut next) = record_of(&row) else { return Ok(()) };
-            if idle_expires_at <= next.idle_expires_at && seen <= next.last_seen_at {
+            let Some(next) = record_of(&row).and_then(|r| r.renewed(seen, idle_expires_at, ip)) else {
                 return Ok(());
-            }
-            next.last_seen_at = next.last_seen_at.max(seen);
-            next.idle_expires_at = next.idle_expires_at.max(idle_expires_at).min(next.absolute_expires_at);
-            if let Some(ip) = ip {
-                next.device.last_ip = Some(ip.to_owned());
-            }
+            };
             tx.execute(&sql.renew, &[&key, &json(&next)?, &big(next.last_seen_at.0), &big(next.deadline().0)])
                 .await
                 .map_err(db)?;

@@ -226,16 +226,9 @@ impl SessionStore for MemoryStore {
         let Some(e) = g.sessions.get(id) else {
             return Ok(());
         };
-        let r = &e.record;
-        if idle_expires_at <= r.idle_expires_at && seen <= r.last_seen_at {
+        let Some(next) = e.record.renewed(seen, idle_expires_at, ip) else {
             return Ok(());
-        }
-        let mut next = (**r).clone();
-        next.last_seen_at = next.last_seen_at.max(seen);
-        next.idle_expires_at = next.idle_expires_at.max(idle_expires_at).min(next.absolute_expires_at);
-        if let Some(ip) = ip {
-            next.device.last_ip = Some(ip.to_owned());
-        }
+        };
         g.remove(id);
         g.insert(next);
         Ok(())

@@ -16,6 +16,9 @@
 //! 5. A fill that raced with an invalidation is discarded (generation check), so a read that
 //!    started before a revocation cannot re-insert the revoked record.
 //! 6. Only positive lookups of live-looking records are cached; misses always go to the store.
+//! 7. A renewal through this node refreshes the cached copy (it does not drop it) only when the
+//!    store accepted it and no invalidation arrived meanwhile; it replaces an entry that is
+//!    still cached, never inserts one, and keeps the entry's expiry (`docs/decisions.md` D16).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -263,12 +266,38 @@ impl SessionStore for NearCache {
         idle_expires_at: UnixMs,
         ip: Option<&str>,
     ) -> Result<(), StoreError> {
-        // Drop the stale copy (its idle deadline is the old one) without the generation bump
-        // of a real invalidation: a renewal changes no security state, so fills of other
-        // sessions in flight stay valid, and a fill of this one that raced the renewal can
-        // only re-insert the pre-renewal record, whose deadlines are earlier (stricter).
-        self.drop_session(&mut self.ids(), id);
-        self.inner.renew(id, seen, idle_expires_at, ip).await
+        // A renewal changes no security state, so it bumps no generation (fills of other
+        // sessions in flight stay valid). The local copy is refreshed rather than dropped, so
+        // that the next request is still a hit instead of a store round trip:
+        // - the copy is replaced only when the store accepted the renewal and no invalidation
+        //   (of any session) arrived meanwhile; otherwise it is dropped, as before;
+        // - only an entry that is still cached is replaced, and it keeps its expiry: a refresh
+        //   never makes an entry live longer than the fill that created it;
+        // - the new copy is exactly what the store wrote (`SessionRecord::renewed`, the
+        //   function every store applies).
+        let generation = self.generation.load(Ordering::Acquire);
+        let out = self.inner.renew(id, seen, idle_expires_at, ip).await;
+        let mut ids = self.ids();
+        if out.is_err() || self.generation.load(Ordering::Acquire) != generation {
+            self.drop_session(&mut ids, id);
+            return out;
+        }
+        let Some(hashes) = ids.get(id) else { return out };
+        let mut stale = false;
+        for h in hashes {
+            let mut shard = write(self.shard(h));
+            let Some((lookup, _until)) = shard.get_mut(h) else { continue };
+            match lookup.record.renewed(seen, idle_expires_at, ip) {
+                Some(next) => lookup.record = Arc::new(next),
+                // Nothing moves forward in the copy (a renewal race on this node): rather
+                // than reason about which copy is newer, drop it and read the store's.
+                None => stale = true,
+            }
+        }
+        if stale {
+            self.drop_session(&mut ids, id);
+        }
+        out
     }
 
     async fn delete(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
