@@ -14,7 +14,7 @@ use sessiond_core::time::{Clock, SystemClock};
 use sessiond_core::token::TokenHash;
 use sessiond_core::{SessionStore, StoreError};
 use sessiond_store_postgres::{Invalidation, PostgresOptions, PostgresStore};
-use support::{drop_schema, fresh, postgres_url, test_options};
+use support::{drop_schema, fresh, postgres_url, test_options, wait_for};
 
 mod records {
     include!("support/records.rs");
@@ -103,23 +103,6 @@ async fn migration_is_idempotent_and_concurrent_safe() {
     assert!(b.find_by_id(&r.id).await.unwrap().is_some());
     drop((a, b));
     drop_schema(&schema);
-}
-
-async fn wait_for(
-    rx: &mut tokio::sync::broadcast::Receiver<Invalidation>,
-    want: impl Fn(&Invalidation) -> bool,
-) -> bool {
-    tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match rx.recv().await {
-                Ok(i) if want(&i) => return true,
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
-                Err(_) => return false,
-            }
-        }
-    })
-    .await
-    .unwrap_or(false)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

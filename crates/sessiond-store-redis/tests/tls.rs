@@ -11,58 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
+use sessiond_conformance::pki::make_pki;
 use sessiond_core::SessionStore;
 use sessiond_store_redis::{RedisOptions, RedisStore};
 use support::{free_port, random_prefix, test_options};
-
-fn openssl(dir: &Path, args: &[&str]) {
-    let out = Command::new("openssl").current_dir(dir).args(args).output().expect("run openssl");
-    assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-}
-
-/// A CA (`<name>-ca.pem`) and a server certificate for 127.0.0.1 signed by it
-/// (`<name>-srv.pem`, `<name>-srv.key`).
-fn make_pki(dir: &Path, name: &str) {
-    let (ca, ca_key) = (format!("{name}-ca.pem"), format!("{name}-ca.key"));
-    let (srv, srv_key, csr) = (format!("{name}-srv.pem"), format!("{name}-srv.key"), format!("{name}-srv.csr"));
-    let subject = format!("/CN=sessiond test CA {name}");
-    openssl(
-        dir,
-        &[
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", &ca_key, "-out", &ca, "-days", "2", "-subj",
-            &subject,
-        ],
-    );
-    openssl(
-        dir,
-        &["req", "-newkey", "rsa:2048", "-nodes", "-keyout", &srv_key, "-out", &csr, "-subj", "/CN=127.0.0.1"],
-    );
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .expect("write ext.cnf");
-    openssl(
-        dir,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            &csr,
-            "-CA",
-            &ca,
-            "-CAkey",
-            &ca_key,
-            "-CAcreateserial",
-            "-out",
-            &srv,
-            "-days",
-            "2",
-            "-extfile",
-            "ext.cnf",
-        ],
-    );
-}
 
 /// A TLS-only `redis-server` whose only user is `sessiond` (the default user is off).
 struct TlsServer {

@@ -4,9 +4,10 @@
 
 use std::process::Command;
 use std::sync::{Arc, Once};
+use std::time::Duration;
 
 use sessiond_core::SessionStore;
-use sessiond_store_postgres::{PostgresOptions, PostgresStore};
+use sessiond_store_postgres::{Invalidation, PostgresOptions, PostgresStore};
 
 /// URL of the test database.
 pub fn postgres_url() -> String {
@@ -41,12 +42,7 @@ pub fn drop_schema(schema: &str) {
 
 /// Options for tests: generous timeouts, since CI machines are small and busy.
 pub fn test_options(schema: &str) -> PostgresOptions {
-    PostgresOptions {
-        schema: schema.to_owned(),
-        timeout: std::time::Duration::from_secs(10),
-        pool_size: 8,
-        ..Default::default()
-    }
+    PostgresOptions { schema: schema.to_owned(), timeout: Duration::from_secs(10), pool_size: 8, ..Default::default() }
 }
 
 /// A store in a fresh schema.
@@ -70,4 +66,22 @@ impl Drop for SchemaGuard {
     fn drop(&mut self) {
         drop_schema(&self.0);
     }
+}
+
+/// Waits up to 10 s for an invalidation matching `want`; false if none came.
+pub async fn wait_for(
+    rx: &mut tokio::sync::broadcast::Receiver<Invalidation>,
+    want: impl Fn(&Invalidation) -> bool,
+) -> bool {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match rx.recv().await {
+                Ok(i) if want(&i) => return true,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    })
+    .await
+    .unwrap_or(false)
 }
