@@ -20,24 +20,15 @@ CONNS=${CONNS:-64}
 DURATION=${DURATION:-40s}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-1000}
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN="$ROOT/target/release/sessiond"
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 # Free ports unless given (other benchmarks may be running on the usual ones).
 CACHED_ADDR=${CACHED_ADDR:-127.0.0.1:$(free_port)}
 PEER_ADDR=${PEER_ADDR:-127.0.0.1:$(free_port)}
 NOCACHE_ADDR=${NOCACHE_ADDR:-127.0.0.1:$(free_port)}
 EMPTY_ADDR=${EMPTY_ADDR:-127.0.0.1:$(free_port)}
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN="$ROOT/target/release/sessiond"
-WORK=$(mktemp -d)
-KEY="sdk_bench_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-PIDS=()
-
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
 
 for tool in wrk curl redis-server redis-cli; do
   command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }
@@ -75,18 +66,7 @@ for addr in "$CACHED_ADDR" "$PEER_ADDR" "$NOCACHE_ADDR"; do
 done
 for _ in $(seq 1 100); do curl -s "http://$EMPTY_ADDR/" >/dev/null && break; sleep 0.1; done
 
-echo "== creating $SESSIONS sessions"
-{
-  for i in $(seq 1 "$SESSIONS"); do
-    [ "$i" -gt 1 ] && echo next
-    printf 'url = "http://%s/v1/sessions"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "{\\"subject\\":\\"user-%d\\"}"\n' \
-      "$CACHED_ADDR" "$KEY" "$i"
-  done
-} >"$WORK/create.curl"
-curl -s -K "$WORK/create.curl" | grep -o '"token":"sds_[^"]*"' | cut -d'"' -f4 >"$WORK/tokens.txt"
-COUNT=$(wc -l <"$WORK/tokens.txt")
-echo "   $COUNT tokens"
-[ "$COUNT" -eq "$SESSIONS" ] || { echo "expected $SESSIONS tokens" >&2; exit 1; }
+create_sessions "$CACHED_ADDR" "$SESSIONS"
 
 stats() { # "command calls" lines (commands run inside Lua scripts are counted too)
   redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' | awk -F'[=,:]' '/^cmdstat_/ { sub("cmdstat_", "", $1); print $1, $3 }'

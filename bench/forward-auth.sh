@@ -18,16 +18,8 @@ STORE=${STORE:-embedded:}
 EMPTY_ADDR=${EMPTY_ADDR:-127.0.0.1:7481}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN="$ROOT/target/release/sessiond"
-WORK=$(mktemp -d)
-KEY="sdk_bench_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
-PIDS=()
-
-cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. "$ROOT/bench/lib.sh"
 
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2; exit 1; }
 (cd "$ROOT" && cargo build --release -p sessiond)
@@ -43,18 +35,7 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 
-echo "== creating $SESSIONS sessions"
-{
-  for i in $(seq 1 "$SESSIONS"); do
-    [ "$i" -gt 1 ] && echo next
-    printf 'url = "http://%s/v1/sessions"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "{\\"subject\\":\\"user-%d\\"}"\n' \
-      "$AUTH_ADDR" "$KEY" "$i"
-  done
-} >"$WORK/create.curl"
-curl -s -K "$WORK/create.curl" | grep -o '"token":"sds_[^"]*"' | cut -d'"' -f4 >"$WORK/tokens.txt"
-COUNT=$(wc -l <"$WORK/tokens.txt")
-echo "   $COUNT tokens"
-[ "$COUNT" -eq "$SESSIONS" ] || { echo "expected $SESSIONS tokens" >&2; exit 1; }
+create_sessions "$AUTH_ADDR" "$SESSIONS"
 
 run() { # name url path [pace_ms]
   TOKENS="$WORK/tokens.txt" BENCH_PATH="$3" PACE_MS="${4:-0}" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \

@@ -731,6 +731,24 @@ impl SessionHeaders<'_> {
     }
 }
 
+/// A forward-auth `200` with fixed, typical session facts, built the way [`forward_auth`]
+/// builds a real one: the response of the benchmark's second baseline (`bench-empty
+/// --session-headers`).
+pub fn fixed_session_headers() -> Response {
+    let facts = SessionHeaders {
+        subject: "user-1234",
+        id: "ses_VYQhMlMiAvHdvvtsvocA5A",
+        tenant: "",
+        aal: 1,
+        auth_time: 1_795_333_168,
+        expires_in: 879,
+    }
+    .header_map(None);
+    let mut res = StatusCode::OK.into_response();
+    *res.headers_mut() = facts;
+    res
+}
+
 /// The forward-auth `200` header names in order, with placeholder values (see
 /// [`SessionHeaders::header_map`]); sized so that a `Set-Cookie` and HSTS still fit
 /// without rehashing.

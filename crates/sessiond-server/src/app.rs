@@ -275,11 +275,20 @@ pub fn router(state: AppState) -> Router {
 
 /// An empty `GET /` handler behind [`with_common_layers`]: the baseline of the forward-auth
 /// benchmark.
-pub fn empty_router(http: &HttpSettings) -> Router {
+///
+/// With `session_headers`, the handler answers with the six `X-Session-*` headers of a
+/// forward-auth `200` (fixed, typical values): a second baseline, to tell the cost of the
+/// larger response from the cost of the session work.
+pub fn empty_router(http: &HttpSettings, session_headers: bool) -> Router {
     // The same process-wide metrics recorder as `serve`, so the baseline pays for the same
     // per-request metrics as the real routes.
     let _ = install_metrics();
-    with_common_layers(Router::new().route("/", get(|| async {})), http)
+    let router = if session_headers {
+        Router::new().route("/", get(|| async { crate::api::fixed_session_headers() }))
+    } else {
+        Router::new().route("/", get(|| async {}))
+    };
+    with_common_layers(router, http)
 }
 
 /// The middleware stack shared by the v1 router and the benchmark's empty handler: problem

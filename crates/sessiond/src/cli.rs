@@ -79,6 +79,10 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:7421")]
         listen: SocketAddr,
+        /// Answer with the same six `X-Session-*` headers as a forward-auth `200` (fixed
+        /// values): a second baseline that separates the response's size from the session work.
+        #[arg(long)]
+        session_headers: bool,
     },
 }
 
@@ -267,8 +271,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             server.run(sessiond_server::serve::shutdown_signal()).await?;
             Ok(())
         }
-        Command::BenchEmpty { listen } => {
-            let router = sessiond_server::app::empty_router(&sessiond_server::HttpSettings::default());
+        Command::BenchEmpty { listen, session_headers } => {
+            let router =
+                sessiond_server::app::empty_router(&sessiond_server::HttpSettings::default(), *session_headers);
             let server = sessiond_server::Server::for_router(*listen, router, None)?;
             println!("bench-empty listening on {}", server.url()?);
             server.run(sessiond_server::serve::shutdown_signal()).await?;

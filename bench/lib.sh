@@ -1,0 +1,34 @@
+# Shared by the bench scripts (sourced, not run): a work directory and the processes to stop
+# on exit, free ports, and the sessions every load test draws its cookies from.
+# Needs ROOT set by the sourcing script; sets WORK, KEY and PIDS.
+
+WORK=$(mktemp -d)
+KEY="sdk_bench_$(head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# create_sessions ADDR COUNT: creates COUNT sessions (subjects user-1..user-COUNT) through the
+# node at ADDR with the API key $KEY, one keep-alive curl, and writes their tokens to
+# $WORK/tokens.txt, one per line. Fails unless every create returned a token.
+create_sessions() {
+  echo "== creating $2 sessions"
+  {
+    for i in $(seq 1 "$2"); do
+      [ "$i" -gt 1 ] && echo next
+      printf 'url = "http://%s/v1/sessions"\nheader = "Authorization: Bearer %s"\nheader = "Content-Type: application/json"\ndata = "{\\"subject\\":\\"user-%d\\"}"\n' \
+        "$1" "$KEY" "$i"
+    done
+  } >"$WORK/create.curl"
+  curl -s -K "$WORK/create.curl" | grep -o '"token":"sds_[^"]*"' | cut -d'"' -f4 >"$WORK/tokens.txt"
+  local count
+  count=$(wc -l <"$WORK/tokens.txt")
+  echo "   $count tokens"
+  [ "$count" -eq "$2" ] || { echo "expected $2 tokens" >&2; return 1; }
+}
