@@ -122,6 +122,13 @@ echo
 echo "($SESSIONS sessions, $CONNS connections, $THREADS wrk threads, $DURATION per run, $(nproc) cores;"
 echo " empty/cached rows: round $MED_ROUND, the median of $LOAD_ROUNDS interleaved rounds with ratios" \
   "$(printf '%s\n' "${RATIOS[@]}" | sort -k2 -n | awk '{ printf "%s%s %%", (NR > 1 ? ", " : ""), $1 }'))"
+# Every round, not only the median one: the rounds that hold the renewal burst (all sessions
+# were created together, so they renew together every 90 s) run many more Redis commands.
+for r in $(seq 1 "$LOAD_ROUNDS"); do
+  echo "round $r: cached/empty $(printf '%s\n' "${RATIOS[@]}" | awk -v r="$r" '$2 == r { print $1 }') %," \
+    "$(per "cached$r") Redis commands per request," \
+    "$(awk '$1 == "xadd" { print $2 }' "$WORK/cached$r.delta" | grep . || echo 0) events appended (renewals)"
+done
 for r in cached nocache; do
   echo "Redis commands during '$r' per request: $(awk -v n="$(reqs "$r")" '{ printf "%s %.3f  ", $1, $2 / n }' "$WORK/$r.delta")"
 done
