@@ -26,25 +26,10 @@ use sessiond_store_embedded::{EmbeddedOptions, EmbeddedStore, DB_FILE};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{record, T0};
+use common::{cpu, record, rss, T0};
 
 const SAMPLE: usize = 100_000;
 const NO_CTX: RequestContext<'static> = RequestContext { ip: None, user_agent: None };
-
-fn rss() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).expect("rss pages") * 4096
-}
-
-/// CPU time (user + system) of this process so far, from `/proc/self/stat` (clock ticks of
-/// 10 ms).
-fn cpu() -> Duration {
-    let s = std::fs::read_to_string("/proc/self/stat").expect("stat");
-    let after = &s[s.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
-    Duration::from_millis(ticks * 10)
-}
 
 /// Fills an embedded store in `dir` with `n` sessions through `import_jsonl` (chunks of 100k
 /// per transaction); returns a sample of tokens.

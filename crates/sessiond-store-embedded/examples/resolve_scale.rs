@@ -34,7 +34,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use sessiond_core::binding::RequestContext;
 use sessiond_core::store::SessionStore;
@@ -45,7 +45,7 @@ use sessiond_store_embedded::{EmbeddedOptions, EmbeddedStore, DB_FILE};
 
 #[path = "common/mod.rs"]
 mod common;
-use common::{record, T0};
+use common::{cpu, record, rss, T0};
 
 const HOT: usize = 10_000;
 const UNIFORM: usize = 1_000_000;
@@ -53,20 +53,6 @@ const ROUNDS: usize = 500_000;
 const RUNS: usize = 5;
 const CHUNK: usize = 100_000;
 const NO_CTX: RequestContext<'static> = RequestContext { ip: None, user_agent: None };
-
-fn rss() -> u64 {
-    let s = std::fs::read_to_string("/proc/self/statm").expect("statm");
-    s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).expect("rss pages") * 4096
-}
-
-/// CPU time (user + system) of this process so far (clock ticks of 10 ms).
-fn cpu() -> Duration {
-    let s = std::fs::read_to_string("/proc/self/stat").expect("stat");
-    let after = &s[s.rfind(')').expect("comm") + 2..];
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
-    Duration::from_millis(ticks * 10)
-}
 
 /// xorshift64*: cheap, good enough to pick indexes.
 struct Rng(u64);

@@ -1,5 +1,7 @@
 //! Shared by the measurement examples and the criterion bench: the session records they load.
 
+use std::time::Duration;
+
 use sessiond_core::record::{DeviceInfo, SessionRecord};
 use sessiond_core::time::UnixMs;
 use sessiond_core::token::TokenHash;
@@ -42,4 +44,22 @@ pub fn record(i: usize, hash: TokenHash) -> SessionRecord {
         version: 0,
         retired: Vec::new(),
     }
+}
+
+/// Resident memory of this process, from `/proc/self/statm` (4 KiB pages).
+#[allow(dead_code)] // the examples use it; the criterion bench, which shares this file, does not
+pub fn rss() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").expect("statm");
+    s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()).expect("rss pages") * 4096
+}
+
+/// CPU time (user + system) of this process so far, from `/proc/self/stat` (clock ticks of
+/// 10 ms).
+#[allow(dead_code)] // the examples use it; the criterion bench, which shares this file, does not
+pub fn cpu() -> Duration {
+    let s = std::fs::read_to_string("/proc/self/stat").expect("stat");
+    let after = &s[s.rfind(')').expect("comm") + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
+    Duration::from_millis(ticks * 10)
 }
