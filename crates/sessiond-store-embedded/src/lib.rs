@@ -7,8 +7,10 @@
 //!   directory of its own (`0700`, database file `0600`). It holds token *hashes* only.
 //! - **Writes:** one writer thread applies every queued change in one transaction and one
 //!   fsync (group commit), then updates memory, then answers each waiter. `Ok` means durable
-//!   for every session change; `append_events` only queues its events for the next batch
-//!   (`read_events` waits for them), so a crash can lose the last few milliseconds of events.
+//!   for every session change; `append_events` only queues its events in memory, where the
+//!   next batch or the next renewal flush (about every second) picks them up without waking
+//!   the writer (`read_events` waits for them), so a crash can lose up to that last second
+//!   of events.
 //! - **Reads:** every live session is indexed in memory (token hash, id, subject, expiry,
 //!   subject epochs), loaded at open; `find_by_token` never touches SQLite. Records are kept
 //!   in a compact binary form (about 300 bytes for a typical browser session); the records of
@@ -152,13 +154,20 @@ pub(crate) struct Shared {
     dirty: Mutex<FastSet<SessionId>>,
     path: PathBuf,
     readers: Mutex<Vec<Connection>>,
-    /// Last event cursor assigned; held while an `Op::Events` is sent, so that events reach
-    /// the writer in cursor order.
-    event_next: Mutex<u64>,
+    /// Events numbered but not yet handed to the writer, in cursor order.
+    events: Mutex<EventQueue>,
     /// Last event cursor queued to the writer (readers wait until it is settled).
     events_queued: AtomicU64,
     /// What the writer has done with the queued events.
     events_settled: watch::Sender<Settled>,
+}
+
+/// Events waiting for the writer: it takes them all with its next batch.
+pub(crate) struct EventQueue {
+    /// Last event cursor assigned.
+    next: u64,
+    /// Numbered events (cursor, time, JSON body), in cursor order.
+    rows: Vec<(u64, UnixMs, String)>,
 }
 
 /// Progress of the writer on queued events.
@@ -201,6 +210,20 @@ impl Shared {
     /// Called when the writer thread ends.
     pub(crate) fn events_stopped(&self) {
         self.events_settled.send_modify(|s| s.stopped = true);
+    }
+
+    fn events(&self) -> std::sync::MutexGuard<'_, EventQueue> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether events wait for the writer.
+    pub(crate) fn events_pending(&self) -> bool {
+        !self.events().rows.is_empty()
+    }
+
+    /// Every queued event, in cursor order, for the writer's batch.
+    pub(crate) fn take_events(&self) -> Vec<(u64, UnixMs, String)> {
+        std::mem::take(&mut self.events().rows)
     }
 
     pub(crate) fn take_dirty(&self) -> FastSet<SessionId> {
@@ -301,7 +324,7 @@ impl EmbeddedStore {
             dirty: Mutex::new(FastSet::default()),
             path,
             readers: Mutex::new(Vec::new()),
-            event_next: Mutex::new(last_event),
+            events: Mutex::new(EventQueue { next: last_event, rows: Vec::new() }),
             events_queued: AtomicU64::new(last_event),
             events_settled: watch::Sender::new(Settled { cursor: last_event, stopped: false }),
         });
@@ -699,16 +722,29 @@ impl SessionStore for EmbeddedStore {
         if events.is_empty() {
             return Ok(());
         }
-        // Cursors are assigned here and the events queued to the writer, which commits them
-        // in order with its next batch; nobody waits for that fsync (see
-        // `docs/decisions.md`, "Events are queued, not awaited").
+        // Cursors are assigned here and the events queued in memory; the writer commits them
+        // with its next batch or its next renewal flush. Nobody waits for that fsync, and
+        // queueing does not wake the writer (see `docs/decisions.md`, "Events are queued, not
+        // awaited").
         let tx = self.tx.as_ref().ok_or_else(writer_gone)?;
-        let mut next = self.shared.event_next.lock().unwrap_or_else(|e| e.into_inner());
-        let events = writer::event_rows(&events, *next + 1);
-        let last = events.last().map_or(*next, |e| e.0);
-        *next = last;
-        tx.send(Op::Events { events }).map_err(|_| writer_gone())?;
-        self.shared.events_queued.store(last, Ordering::Release);
+        if self.shared.events_settled.borrow().stopped {
+            return Err(writer_gone());
+        }
+        let bodies = writer::event_bodies(&events);
+        let queued = {
+            let mut q = self.shared.events();
+            for (at, body) in bodies {
+                q.next += 1;
+                let cursor = q.next;
+                q.rows.push((cursor, at, body));
+            }
+            self.shared.events_queued.store(q.next, Ordering::Release);
+            q.rows.len()
+        };
+        if queued >= self.options.max_batch {
+            // Many events waiting: wake the writer now rather than at the flush interval.
+            let _ = tx.send(Op::Nudge);
+        }
         Ok(())
     }
 
@@ -717,6 +753,12 @@ impl SessionStore for EmbeddedStore {
         // (at most one batch: the writer drains the queue continuously).
         let queued = self.shared.events_queued.load(Ordering::Acquire);
         let mut settled = self.shared.events_settled.subscribe();
+        if settled.borrow().cursor < queued {
+            // They wait in memory for the next batch: ask for it now.
+            if let Some(tx) = &self.tx {
+                let _ = tx.send(Op::Nudge);
+            }
+        }
         let s = settled.wait_for(|s| s.cursor >= queued || s.stopped).await.map(|s| *s).map_err(|_| writer_gone())?;
         if s.cursor < queued {
             return Err(writer_gone());

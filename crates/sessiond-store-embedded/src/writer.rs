@@ -70,12 +70,6 @@ pub(crate) enum Op {
         max: usize,
         reply: Reply<Vec<Expired>>,
     },
-    /// Events with their cursors already assigned (in cursor order). Nobody waits for their
-    /// commit: they ride along with the batch that drains them; `read_events` waits for
-    /// [`crate::Shared::settle_events`] instead.
-    Events {
-        events: Vec<(u64, UnixMs, String)>,
-    },
     Import {
         sessions: Vec<(usize, Arc<SessionRecord>)>,
         epochs: Vec<(String, String, u64)>,
@@ -84,7 +78,8 @@ pub(crate) enum Op {
     Flush {
         reply: Reply<()>,
     },
-    /// Wake up: many renewals are pending.
+    /// Wake up and write what waits in memory: many renewals or events are pending, or a
+    /// reader waits for the queued events.
     Nudge,
 }
 
@@ -144,7 +139,7 @@ impl Writer {
         #[allow(clippy::disallowed_methods)] // batching cadence only; session time comes from callers
         let mut last_flush = Instant::now();
         loop {
-            let dirty = !self.shared.dirty_is_empty();
+            let dirty = !self.shared.dirty_is_empty() || self.shared.events_pending();
             #[allow(clippy::disallowed_methods)] // batching cadence only
             let waited = last_flush.elapsed();
             let timeout = if dirty {
@@ -171,8 +166,11 @@ impl Writer {
                 || due
                 || self.shared.dirty_len() >= self.options.renewal_flush_max
                 || batch.iter().any(|op| matches!(op, Op::Flush { .. }));
+            let nudged = batch.iter().any(|op| matches!(op, Op::Nudge));
             batch.retain(|op| !matches!(op, Op::Nudge));
-            if !batch.is_empty() || (flush && dirty) {
+            // Renewals or events may have been queued while this thread waited.
+            let pending = !self.shared.dirty_is_empty() || self.shared.events_pending();
+            if !batch.is_empty() || nudged || (flush && pending) {
                 self.run_batch(batch, flush);
             }
             if flush {
@@ -188,15 +186,11 @@ impl Writer {
     }
 
     fn run_batch(&mut self, batch: Vec<Op>, flush_renewals: bool) {
-        // Highest event cursor queued in this batch: settled once the batch's fate is known.
-        let last_event = batch
-            .iter()
-            .filter_map(|op| match op {
-                Op::Events { events } => events.last().map(|e| e.0),
-                _ => None,
-            })
-            .max();
-        let mut sql = Vec::new();
+        // Every queued event rides with this batch; the highest cursor is settled once the
+        // batch's fate is known.
+        let events = self.shared.take_events();
+        let last_event = events.last().map(|e| e.0);
+        let mut sql: Vec<Sql> = events.into_iter().map(|(cursor, at, body)| Sql::Event { cursor, at, body }).collect();
         let mut answers: Vec<Pending> = Vec::with_capacity(batch.len());
         metrics::histogram!("sessiond_store_batch_requests").record(batch.len() as f64);
         let renewals = if flush_renewals { self.shared.take_dirty() } else { FastSet::default() };
@@ -394,9 +388,6 @@ fn evaluate(op: Op, stage: &mut Stage<'_>, sql: &mut Vec<Sql>, answers: &mut Vec
             }
             answers.push(pending(reply, Ok(out)));
         }
-        Op::Events { events } => {
-            sql.extend(events.into_iter().map(|(cursor, at, body)| Sql::Event { cursor, at, body }));
-        }
         Op::Import { sessions, epochs, reply } => {
             let out = import(stage, sql, sessions, epochs);
             answers.push(pending(reply, out));
@@ -511,15 +502,9 @@ fn import(
     Ok(n)
 }
 
-/// Encodes events for the events table, numbered from `first` (the cursor column is the log
-/// position).
-pub(crate) fn event_rows(events: &[Event], first: u64) -> Vec<(u64, UnixMs, String)> {
-    events
-        .iter()
-        .zip(first..)
-        .map(|(e, cursor)| {
-            // Serialising plain data cannot fail.
-            (cursor, e.at, serde_json::to_string(e).unwrap_or_default())
-        })
-        .collect()
+/// Encodes events for the events table (their JSON bodies, with their times); cursors are
+/// assigned when they are queued.
+pub(crate) fn event_bodies(events: &[Event]) -> Vec<(UnixMs, String)> {
+    // Serialising plain data cannot fail.
+    events.iter().map(|e| (e.at, serde_json::to_string(e).unwrap_or_default())).collect()
 }

@@ -282,6 +282,49 @@ async fn renewals_are_deferred_then_flushed_and_never_resurrect() {
     assert!(store.find_by_id(&gone.id).await.expect("find").is_none());
 }
 
+/// Events are queued in memory, not sent to the writer one by one: they reach the database
+/// with the next renewal flush (or any batch), a reader asking for them gets them at once, and
+/// closing the store writes those still queued.
+#[tokio::test]
+async fn queued_events_reach_disk_at_the_flush_interval_on_demand_and_at_close() {
+    let events_on_disk = |dir: &Path| -> i64 {
+        let c = rusqlite::Connection::open(dir.join(DB_FILE)).expect("open db");
+        c.query_row("SELECT count(*) FROM events", [], |r| r.get(0)).expect("count")
+    };
+    let ev = |n: usize| (0..n).map(|_| Event::new(T0, EventKind::Renewed, None, "u", "acme")).collect::<Vec<_>>();
+
+    // A long interval: nothing reaches disk by itself, but a reader does not wait for it.
+    let dir = tempfile::tempdir().expect("dir");
+    let slow = EmbeddedOptions::default().with_renewal_flush_interval(Duration::from_secs(3600));
+    let store = EmbeddedStore::open(dir.path(), slow.clone()).expect("open");
+    store.append_events(ev(3)).await.expect("append");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(events_on_disk(dir.path()), 0, "queued events must not each wake the writer");
+    let read = tokio::time::timeout(Duration::from_secs(5), store.read_events(0, 10)).await.expect("no wait");
+    assert_eq!(read.expect("read").len(), 3);
+    assert_eq!(events_on_disk(dir.path()), 3);
+    // Closing writes what is still queued.
+    store.append_events(ev(2)).await.expect("append");
+    drop(store);
+    assert_eq!(events_on_disk(dir.path()), 5, "close must write queued events");
+
+    // A short interval: queued events are committed without anybody asking.
+    let dir = tempfile::tempdir().expect("dir");
+    let fast = EmbeddedOptions::default().with_renewal_flush_interval(Duration::from_millis(50));
+    let store = EmbeddedStore::open(dir.path(), fast).expect("open");
+    store.append_events(ev(4)).await.expect("append");
+    let mut on_disk = 0;
+    for _ in 0..100 {
+        on_disk = events_on_disk(dir.path());
+        if on_disk == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(on_disk, 4, "the flush interval must commit queued events");
+    assert_eq!(store.read_events(0, 10).await.expect("read").len(), 4);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commit_serves_many_concurrent_writers() {
     let dir = tempfile::tempdir().expect("dir");
