@@ -348,7 +348,7 @@ pub async fn data_compare_and_set_and_no_resurrection(store: Arc<dyn SessionStor
         h.store.update(stale, s.version).await.expect("update"),
         sessiond_core::store::UpdateOutcome::Missing
     ));
-    h.store.renew(&id, h.engine.now(), h.engine.now().plus(IDLE), None).await.expect("renew");
+    h.store.renew(&s, h.engine.now(), h.engine.now().plus(IDLE), None).await.expect("renew");
     assert!(h.store.find_by_id(&id).await.expect("find").is_none(), "renew resurrected the session");
     assert_eq!(client_err(h.engine.resolve(c.token.expose(), &NO_CTX).await), ClientError::UnknownSession);
 }
@@ -525,6 +525,61 @@ pub async fn binding_revoke_policy(store: Arc<dyn SessionStore>) {
     assert_eq!(client_err(h.engine.resolve(c.token.expose(), &same).await), ClientError::UnknownSession);
     let k = kinds(&h).await;
     assert!(k.contains(&"anomaly".to_string()) && k.contains(&"revoked.binding".to_string()), "{k:?}");
+}
+
+/// A renewal carries the caller's copy of the record, which a store may write from: a copy
+/// older than an update (data change, rotation) must not overwrite it, and a copy renewed
+/// less recently than the stored session must not move its deadlines backwards.
+pub async fn renewal_from_a_stale_copy_never_overwrites_newer_state(store: Arc<dyn SessionStore>) {
+    let h = Harness::new(store);
+    let c = h.engine.create(h.request("alice", "test")).await.expect("create");
+    let id = c.session.id;
+    let before = h.store.find_by_id(&id).await.expect("find").expect("live").record;
+
+    // An update and a rotation after the copy was read.
+    h.advance(Duration::from_secs(1));
+    h.engine.set_data(&id, "lang", "fr".into(), None).await.expect("set");
+    let (_, token) = h.engine.rotate(c.token.expose()).await.expect("rotate");
+    let updated = h.store.find_by_id(&id).await.expect("find").expect("live").record;
+    assert!(updated.version > before.version);
+    h.advance(Duration::from_secs(7));
+    let now = h.engine.now();
+    h.store.renew(&before, now, now.plus(IDLE), Some("198.51.100.1")).await.expect("renew");
+    let after = h.store.find_by_id(&id).await.expect("find").expect("live").record;
+    assert_eq!(after.data.get("lang"), Some(&serde_json::json!("fr")), "a stale copy undid an update");
+    assert_eq!(after.token_hash, updated.token_hash, "a stale copy undid a rotation");
+    assert_eq!(after.version, updated.version);
+    assert_eq!(after.last_seen_at, now, "the renewal itself must still apply");
+    assert!(h.engine.resolve(token.expose(), &NO_CTX).await.is_ok(), "the rotated token must still resolve");
+
+    // Two renewals from the same copy, the later one first: no step backwards.
+    let copy = h.store.find_by_id(&id).await.expect("find").expect("live").record;
+    let (t1, t2) = (now.plus(Duration::from_secs(1)), now.plus(Duration::from_secs(2)));
+    h.store.renew(&copy, t2, t2.plus(IDLE), None).await.expect("renew");
+    h.store.renew(&copy, t1, t1.plus(IDLE), None).await.expect("renew");
+    let last = h.store.find_by_id(&id).await.expect("find").expect("live").record;
+    assert_eq!(last.last_seen_at, t2, "an older renewal moved last_seen_at backwards");
+    assert_eq!(last.idle_expires_at, t2.plus(IDLE), "an older renewal moved the idle deadline backwards");
+    assert_eq!(last.data.get("lang"), Some(&serde_json::json!("fr")));
+}
+
+/// A renewed session is swept at its new deadline, not its first one (stores that index
+/// deadlines lazily must still get there).
+pub async fn renewed_session_is_swept_at_its_new_deadline(store: Arc<dyn SessionStore>) {
+    let h = Harness::new(store);
+    let c = h.engine.create(h.request("alice", "test")).await.expect("create");
+    let id = c.session.id;
+    let first = c.session.idle_expires_at;
+    let copy = h.store.find_by_id(&id).await.expect("find").expect("live").record;
+    let seen = c.session.last_seen_at.plus(Duration::from_secs(30));
+    let second = seen.plus(IDLE);
+    h.store.renew(&copy, seen, second, None).await.expect("renew");
+    let swept = h.store.sweep_expired(first.plus(Duration::from_millis(1)), 100).await.expect("sweep");
+    assert!(swept.is_empty(), "swept at the deadline it had before its renewal");
+    assert!(h.store.find_by_id(&id).await.expect("find").is_some());
+    let swept = h.store.sweep_expired(second.plus(Duration::from_millis(1)), 100).await.expect("sweep");
+    assert_eq!(swept.iter().map(|e| e.record.id).collect::<Vec<_>>(), vec![id], "not swept at its new deadline");
+    assert!(h.store.find_by_id(&id).await.expect("find").is_none());
 }
 
 /// peek reports the remaining time and writes nothing.

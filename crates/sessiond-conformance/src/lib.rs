@@ -225,10 +225,10 @@ impl SessionStore for CountingStore {
         Self::bump(&self.updates);
         self.inner.update(record, expected_version).await
     }
-    async fn renew(&self, id: &SessionId, seen: UnixMs, idle: UnixMs, ip: Option<&str>) -> Result<(), StoreError> {
+    async fn renew(&self, r: &SessionRecord, seen: UnixMs, idle: UnixMs, ip: Option<&str>) -> Result<(), StoreError> {
         Self::bump(&self.writes);
         Self::bump(&self.renews);
-        let out = self.inner.renew(id, seen, idle, ip).await;
+        let out = self.inner.renew(r, seen, idle, ip).await;
         if self.held.renew_armed.swap(false, Ordering::SeqCst) {
             self.held.read_done.notify_one();
             self.held.release.notified().await;
@@ -314,6 +314,8 @@ macro_rules! for_each_case {
             logout_replay_is_refused,
             binding_revoke_policy,
             peek_does_not_renew,
+            renewal_from_a_stale_copy_never_overwrites_newer_state,
+            renewed_session_is_swept_at_its_new_deadline,
             retired_token_found_only_while_remembered,
         }
     };
@@ -404,8 +406,8 @@ impl<S: SessionStore, G: Send + Sync + 'static> SessionStore for Guarded<S, G> {
     async fn update(&self, record: SessionRecord, expected_version: u64) -> Result<UpdateOutcome, StoreError> {
         self.store.update(record, expected_version).await
     }
-    async fn renew(&self, id: &SessionId, seen: UnixMs, idle: UnixMs, ip: Option<&str>) -> Result<(), StoreError> {
-        self.store.renew(id, seen, idle, ip).await
+    async fn renew(&self, r: &SessionRecord, seen: UnixMs, idle: UnixMs, ip: Option<&str>) -> Result<(), StoreError> {
+        self.store.renew(r, seen, idle, ip).await
     }
     async fn delete(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         self.store.delete(id).await

@@ -529,7 +529,7 @@ impl Engine {
         if now.since(rec.last_seen_at) >= threshold {
             idle_expires_at = now.plus(idle).min(rec.absolute_expires_at);
             let ip = ctx.ip.map(|ip| ip.to_string());
-            self.inner.store.renew(&rec.id, now, idle_expires_at, ip.as_deref()).await?;
+            self.inner.store.renew(&rec, now, idle_expires_at, ip.as_deref()).await?;
             self.emit(vec![Event::new(now, EventKind::Renewed, Some(rec.id), &rec.subject, &rec.tenant)]).await;
             renewed = true;
         }

@@ -42,7 +42,7 @@ impl SessionStore for DownStore {
     async fn update(&self, _: SessionRecord, _: u64) -> Result<UpdateOutcome, StoreError> {
         down()
     }
-    async fn renew(&self, _: &SessionId, _: UnixMs, _: UnixMs, _: Option<&str>) -> Result<(), StoreError> {
+    async fn renew(&self, _: &SessionRecord, _: UnixMs, _: UnixMs, _: Option<&str>) -> Result<(), StoreError> {
         down()
     }
     async fn delete(&self, _: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {

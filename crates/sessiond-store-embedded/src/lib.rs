@@ -626,11 +626,13 @@ impl SessionStore for EmbeddedStore {
 
     async fn renew(
         &self,
-        id: &SessionId,
+        current: &SessionRecord,
         seen: UnixMs,
         idle_expires_at: UnixMs,
         ip: Option<&str>,
     ) -> Result<(), StoreError> {
+        // Renewed from the stored record in memory, not from the caller's copy.
+        let id = &current.id;
         let pending = {
             let mut mem = self.shared.write();
             let Some(r) = mem.sessions.get(id).and_then(|s| s.record()) else {

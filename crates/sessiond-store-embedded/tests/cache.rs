@@ -75,7 +75,7 @@ async fn every_write_path_invalidates_cached_records() {
     // renew: the new idle deadline is served at once.
     let before = cached(s, &a3.token_hash).await.record.idle_expires_at;
     let later = UnixMs(before.0 + 60_000);
-    s.renew(&a3.id, UnixMs(T0.0 + 5), later, Some("198.51.100.7")).await.expect("renew");
+    s.renew(&a3, UnixMs(T0.0 + 5), later, Some("198.51.100.7")).await.expect("renew");
     let l = cached(s, &a3.token_hash).await;
     assert_eq!(l.record.idle_expires_at, later);
     assert_eq!(l.record.device.last_ip.as_deref(), Some("198.51.100.7"));

@@ -114,7 +114,7 @@ async fn child_task(store: Arc<EmbeddedStore>, round: u32, task: usize) {
         } else {
             let r = &live[rand_below(live.len() as u32) as usize];
             store
-                .renew(&r.id, UnixMs(now), UnixMs(r.idle_expires_at.0 + now - T0.0), Some("203.0.113.9"))
+                .renew(r, UnixMs(now), UnixMs(r.idle_expires_at.0 + now - T0.0), Some("203.0.113.9"))
                 .await
                 .expect("renew");
         }

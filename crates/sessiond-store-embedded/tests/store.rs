@@ -195,7 +195,7 @@ async fn export_import_round_trip() {
     src.bump_epoch("acme", "user3").await.expect("bump");
     src.bump_epoch("other", "x").await.expect("bump");
     // A renewal still pending in memory is part of the export.
-    src.renew(&records[0].id, UnixMs(T0.0 + 5), UnixMs(T0.0 + 99 * 60_000), Some("198.51.100.7")).await.expect("renew");
+    src.renew(&records[0], UnixMs(T0.0 + 5), UnixMs(T0.0 + 99 * 60_000), Some("198.51.100.7")).await.expect("renew");
     let mut out = Vec::new();
     assert_eq!(src.export_jsonl(&mut out).await.expect("export"), 50);
     let text = String::from_utf8(out.clone()).expect("utf8");
@@ -263,14 +263,14 @@ async fn renewals_are_deferred_then_flushed_and_never_resurrect() {
     store.create(r.clone(), None, T0).await.expect("create");
     store.create(gone.clone(), None, T0).await.expect("create");
     let later = UnixMs(r.idle_expires_at.0 + 60_000);
-    store.renew(&r.id, UnixMs(T0.0 + 60_000), later, None).await.expect("renew");
-    store.renew(&gone.id, UnixMs(T0.0 + 60_000), later, None).await.expect("renew");
+    store.renew(&r, UnixMs(T0.0 + 60_000), later, None).await.expect("renew");
+    store.renew(&gone, UnixMs(T0.0 + 60_000), later, None).await.expect("renew");
     // Served from memory at once.
     assert_eq!(store.find_by_id(&r.id).await.expect("find").expect("live").record.idle_expires_at, later);
     // Never backwards, never past the absolute deadline.
-    store.renew(&r.id, T0, UnixMs(T0.0 + 1), None).await.expect("renew");
+    store.renew(&r, T0, UnixMs(T0.0 + 1), None).await.expect("renew");
     assert_eq!(store.find_by_id(&r.id).await.expect("find").expect("live").record.idle_expires_at, later);
-    store.renew(&r.id, T0, UnixMs(u64::MAX / 2), None).await.expect("renew");
+    store.renew(&r, T0, UnixMs(u64::MAX / 2), None).await.expect("renew");
     let capped = store.find_by_id(&r.id).await.expect("find").expect("live").record.idle_expires_at;
     assert_eq!(capped, r.absolute_expires_at);
     // The pending renewal of a deleted session does not bring it back.

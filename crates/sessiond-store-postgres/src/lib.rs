@@ -24,8 +24,9 @@
 //! - `create` with a limit takes a transaction-scoped advisory lock on (schema, tenant,
 //!   subject) before counting, so parallel creates on any number of connections or nodes
 //!   queue up instead of all seeing room.
-//! - `update` is `UPDATE … WHERE id = $1 AND version = $2`; `renew` locks the row
-//!   (`FOR UPDATE`) and only moves deadlines forward; neither ever inserts.
+//! - `update` is `UPDATE … WHERE id = $1 AND version = $2`; `renew` writes the caller's copy
+//!   renewed only while the row has the copy's version and an older renewal, else locks the
+//!   row (`FOR UPDATE`); it only moves deadlines forward; neither ever inserts.
 //! - The sweeper deletes in bounded batches with `FOR UPDATE SKIP LOCKED`.
 //! - Event appends serialise on an advisory lock, so cursors become visible in order and a
 //!   reader never skips an event that commits late.
@@ -195,6 +196,7 @@ struct Sql {
     count_hashes: String,
     lock_record: String,
     renew: String,
+    renew_copy: String,
     delete: String,
     delete_subject: String,
     delete_tenant: String,
@@ -242,6 +244,10 @@ impl Sql {
             count_hashes: format!("SELECT count(*) FROM {hashes} WHERE session_id = $1 AND hash = ANY($2)"),
             lock_record: format!("SELECT record FROM {sessions} WHERE id = $1 FOR UPDATE"),
             renew: format!("UPDATE {sessions} SET record = $2, last_seen_at = $3, deadline = $4 WHERE id = $1"),
+            renew_copy: format!(
+                "UPDATE {sessions} SET record = $2, last_seen_at = $3, deadline = $4
+                 WHERE id = $1 AND version = $5 AND last_seen_at < $3 AND deadline <= $4"
+            ),
             delete: format!("DELETE FROM {sessions} WHERE id = $1 RETURNING record"),
             delete_subject: format!(
                 "DELETE FROM {sessions} WHERE tenant = $1 AND subject = $2 AND ($3::bytea IS NULL OR id <> $3) \
@@ -759,16 +765,32 @@ impl SessionStore for PostgresStore {
 
     async fn renew(
         &self,
-        id: &SessionId,
+        current: &SessionRecord,
         seen: UnixMs,
         idle_expires_at: UnixMs,
         ip: Option<&str>,
     ) -> Result<(), StoreError> {
         self.op("renew", async {
+            let Some(next) = current.renewed(seen, idle_expires_at, ip) else {
+                return Ok(());
+            };
             let sql = &self.inner.sql;
             let mut c = self.client().await?;
+            let key = current.id.as_bytes().to_vec();
+            // One statement, from the caller's copy: written only while the stored row still
+            // has the copy's version and an older renewal. Otherwise (a stale copy, a renewal
+            // elsewhere, a deleted session) fall back to renewing the locked stored record.
+            let written = c
+                .execute(
+                    &sql.renew_copy,
+                    &[&key, &json(&next)?, &big(next.last_seen_at.0), &big(next.deadline().0), &big(current.version)],
+                )
+                .await
+                .map_err(db)?;
+            if written == 1 {
+                return Ok(());
+            }
             let tx = c.transaction().await.map_err(db)?;
-            let key = id.as_bytes().to_vec();
             let Some(row) = tx.query_opt(&sql.lock_record, &[&key]).await.map_err(db)? else {
                 return Ok(());
             };

@@ -733,6 +733,50 @@ impl RedisStore {
         Ok(gone)
     }
 
+    /// The renewal applied to the stored record (when the caller's copy is stale): read it,
+    /// renew it, write it back with a compare-and-set on its write count. A lost race is
+    /// retried a few times, then the renewal is dropped (which only ends the session earlier).
+    async fn renew_stored(
+        &self,
+        id: &SessionId,
+        seen: UnixMs,
+        idle_expires_at: UnixMs,
+        ip: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let Some(sk) = self.subject_of(id).await? else {
+            return Ok(());
+        };
+        let idh = id_hex(id);
+        let rec_key = sk.record(&idh);
+        for _ in 0..5 {
+            let Some((r, w, _)) = self.load(&sk, &idh).await? else {
+                return Ok(());
+            };
+            if !self.genuine(&r, &sk.tag, &idh) {
+                return Ok(());
+            }
+            let Some(next) = r.renewed(seen, idle_expires_at, ip) else {
+                return Ok(());
+            };
+            self.hint(&sk, &idh, next.deadline()).await?;
+            let args = vec![
+                s(idh.as_str()),
+                s(w),
+                s(json(&next)?),
+                n(next.deadline().0),
+                n(next.last_seen_at.0),
+                n(self.record_expiry(&next)),
+                n(self.inner.grace_ms),
+            ];
+            let v = self.eval(&self.inner.scripts.renew, &[&sk.idx, &sk.dl, &sk.seen, &rec_key], args).await?;
+            if text(&v) != Some("retry") {
+                return Ok(());
+            }
+        }
+        tracing::debug!("renewal dropped after repeated concurrent writes");
+        Ok(())
+    }
+
     async fn sweep_round(&self, now: UnixMs, budget: usize, out: &mut Vec<Expired>) -> Result<bool, StoreError> {
         let keys = &self.inner.keys;
         // Candidates from every shard, earliest deadline first.
@@ -798,7 +842,10 @@ impl RedisStore {
             self.removed(&removed).await;
             i = j;
         }
-        for (shard, args) in fixes {
+        for (shard, triples) in fixes {
+            let mut args = Vec::with_capacity(1 + triples.len());
+            args.push(n(self.inner.grace_ms));
+            args.extend(triples);
             self.eval(&self.inner.scripts.hint_fix, &[&keys.expiry_shard(shard)], args).await?;
         }
         Ok(true)
@@ -951,46 +998,37 @@ impl SessionStore for RedisStore {
 
     async fn renew(
         &self,
-        id: &SessionId,
+        current: &SessionRecord,
         seen: UnixMs,
         idle_expires_at: UnixMs,
         ip: Option<&str>,
     ) -> Result<(), StoreError> {
         self.op("renew", async {
-            let Some(sk) = self.subject_of(id).await? else {
+            // One round trip: the caller's copy, renewed, is written if the stored record
+            // still has its version and an older renewal (the usual case: the copy came from
+            // this store a moment ago). No pointer lookup, no read, no compare-and-set loop,
+            // no sweep hint (the sweeper moves a hint that it finds early).
+            let Some(next) = current.renewed(seen, idle_expires_at, ip) else {
                 return Ok(());
             };
-            let idh = id_hex(id);
+            let sk = self.inner.keys.subject(&current.tenant, &current.subject);
+            let idh = id_hex(&current.id);
+            let args = vec![
+                s(idh.as_str()),
+                n(current.version),
+                s(json(&next)?),
+                n(next.deadline().0),
+                n(next.last_seen_at.0),
+                n(self.record_expiry(&next)),
+                n(self.inner.grace_ms),
+            ];
             let rec_key = sk.record(&idh);
-            // Compare-and-set on the record's write count; a lost race is retried a few
-            // times, then the renewal is dropped (which only ends the session earlier).
-            for _ in 0..5 {
-                let Some((r, w, _)) = self.load(&sk, &idh).await? else {
-                    return Ok(());
-                };
-                if !self.genuine(&r, &sk.tag, &idh) {
-                    return Ok(());
-                }
-                let Some(next) = r.renewed(seen, idle_expires_at, ip) else {
-                    return Ok(());
-                };
-                self.hint(&sk, &idh, next.deadline()).await?;
-                let args = vec![
-                    s(idh.as_str()),
-                    s(w),
-                    s(json(&next)?),
-                    n(next.deadline().0),
-                    n(next.last_seen_at.0),
-                    n(self.record_expiry(&next)),
-                    n(self.inner.grace_ms),
-                ];
-                let v = self.eval(&self.inner.scripts.renew, &[&sk.idx, &sk.dl, &sk.seen, &rec_key], args).await?;
-                if text(&v) != Some("retry") {
-                    return Ok(());
-                }
+            let v = self.eval(&self.inner.scripts.renew_copy, &[&sk.idx, &sk.dl, &sk.seen, &rec_key], args).await?;
+            match text(&v) {
+                Some("ok" | "missing") => Ok(()),
+                Some("stale") => self.renew_stored(&current.id, seen, idle_expires_at, ip).await,
+                _ => Err(corrupt("unexpected reply to renew")),
             }
-            tracing::debug!("renewal dropped after repeated concurrent writes");
-            Ok(())
         })
         .await
     }

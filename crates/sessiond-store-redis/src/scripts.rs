@@ -131,6 +131,35 @@ refresh(KEYS[1], KEYS[2], KEYS[3], ARGV[7])
 return 'ok'
 "#;
 
+/// The renewal in one round trip, from the caller's copy of the record (see
+/// `SessionStore::renew`). KEYS idx, dl, seen, record. ARGV id, version of the copy, json
+/// (the copy renewed), deadline, last_seen, record_expire_at, grace. Returns `missing` (never
+/// creates), `stale` (the stored record has another version or a later deadline: renew from
+/// the stored record instead) or `ok` (written, or already renewed as far by someone else).
+/// Leaves the sweep hint at the older deadline: the sweeper moves it when it gets there.
+const RENEW_COPY: &str = r#"
+local v = redis.call('HGET', KEYS[4], 'v')
+if not v then return 'missing' end
+if v ~= ARGV[2] then return 'stale' end
+local seen = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if seen and tonumber(seen) >= tonumber(ARGV[5]) then return 'ok' end
+local dl = redis.call('ZSCORE', KEYS[2], ARGV[1])
+if dl and tonumber(dl) > tonumber(ARGV[4]) then return 'stale' end
+redis.call('HSET', KEYS[4], 'r', ARGV[3])
+redis.call('HINCRBY', KEYS[4], 'w', 1)
+redis.call('PEXPIREAT', KEYS[4], ARGV[6])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+local at = tonumber(ARGV[4]) + tonumber(ARGV[7])
+if redis.call('PEXPIRETIME', KEYS[1]) < at then
+  at = string.format('%d', at)
+  redis.call('PEXPIREAT', KEYS[1], at)
+  redis.call('PEXPIREAT', KEYS[2], at)
+  redis.call('PEXPIREAT', KEYS[3], at)
+end
+return 'ok'
+"#;
+
 /// KEYS record, epoch. Returns `{record or nil, write_count or nil, epoch or nil}`.
 const LOAD: &str = r#"
 local h = redis.call('HMGET', KEYS[1], 'r', 'w')
@@ -250,18 +279,27 @@ if t < tonumber(ARGV[3]) then redis.call('PEXPIREAT', KEYS[1], ARGV[3]) end
 return 1
 "#;
 
-/// KEYS shard. ARGV triples member, seen_score, action ('del' or a new score): applied only
-/// if the member still has the score the sweeper saw (a writer that moved it wins).
+/// KEYS shard. ARGV grace, then triples member, seen_score, action ('del' or a new score):
+/// applied only if the member still has the score the sweeper saw (a writer that moved it
+/// wins). A moved hint extends the shard's TTL to its new score plus grace (renewals leave
+/// hints behind, so the sweeper is what carries them, and the shard, forward).
 const HINT_FIX: &str = r#"
-for i = 1, #ARGV, 3 do
+local grace = tonumber(ARGV[1])
+local until_at = 0
+for i = 2, #ARGV, 3 do
   local cur = redis.call('ZSCORE', KEYS[1], ARGV[i])
   if cur and tonumber(cur) == tonumber(ARGV[i + 1]) then
     if ARGV[i + 2] == 'del' then
       redis.call('ZREM', KEYS[1], ARGV[i])
     else
       redis.call('ZADD', KEYS[1], ARGV[i + 2], ARGV[i])
+      local at = tonumber(ARGV[i + 2]) + grace
+      if at > until_at then until_at = at end
     end
   end
+end
+if until_at > 0 and redis.call('PEXPIRETIME', KEYS[1]) < until_at then
+  redis.call('PEXPIREAT', KEYS[1], string.format('%d', until_at))
 end
 return 1
 "#;
@@ -282,6 +320,7 @@ pub(crate) struct Scripts {
     pub(crate) create: Script,
     pub(crate) update: Script,
     pub(crate) renew: Script,
+    pub(crate) renew_copy: Script,
     pub(crate) load: Script,
     pub(crate) delete: Script,
     pub(crate) delete_subject: Script,
@@ -300,6 +339,7 @@ impl Scripts {
             create: Script::new("create", CREATE),
             update: Script::new("update", UPDATE),
             renew: Script::new("renew", RENEW),
+            renew_copy: Script::new("renew_copy", RENEW_COPY),
             load: Script::new("load", LOAD),
             delete: Script::new("delete", DELETE),
             delete_subject: Script::new("delete_subject", DELETE_SUBJECT),

@@ -35,7 +35,8 @@ async fn every_operation_is_unavailable(store: &RedisStore, within: Duration) {
     check!("find_by_token", store.find_by_token(&TokenHash([2; 32])));
     check!("find_by_id", store.find_by_id(&id));
     check!("update", store.update(r.clone(), 0));
-    check!("renew", store.renew(&id, now, now, None));
+    let later = UnixMs(r.last_seen_at.0 + 60_000);
+    check!("renew", store.renew(&r, later, UnixMs(r.idle_expires_at.0 + 60_000), None));
     check!("delete", store.delete(&id));
     check!("delete_subject", store.delete_subject("t", "s", None));
     check!("delete_tenant", store.delete_tenant("t"));

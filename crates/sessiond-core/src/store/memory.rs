@@ -217,11 +217,13 @@ impl SessionStore for MemoryStore {
 
     async fn renew(
         &self,
-        id: &SessionId,
+        current: &SessionRecord,
         seen: UnixMs,
         idle_expires_at: UnixMs,
         ip: Option<&str>,
     ) -> Result<(), StoreError> {
+        // The stored record is at hand: the caller's copy is not needed.
+        let id = &current.id;
         let mut g = self.write();
         let Some(e) = g.sessions.get(id) else {
             return Ok(());

@@ -159,9 +159,17 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// Moves a live session's `last_seen_at` and idle deadline forward (and records the
     /// client IP). Never creates, never moves backwards. May be deferred and batched.
+    ///
+    /// `current` is the session as the caller last read it from this store (the engine passes
+    /// the copy it is resolving, which may come from a cache), so that a store can write
+    /// `current.renewed(..)` without reading the session first. A copy is only a hint: the
+    /// store may write from it only while the stored session still has `current.version`
+    /// (no update, rotation or elevation since) and an older `last_seen_at` and deadline;
+    /// otherwise it must apply the renewal to the stored session, or drop it. A stale copy
+    /// must never overwrite newer state.
     async fn renew(
         &self,
-        id: &SessionId,
+        current: &SessionRecord,
         seen: UnixMs,
         idle_expires_at: UnixMs,
         ip: Option<&str>,

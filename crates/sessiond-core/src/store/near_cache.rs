@@ -261,11 +261,12 @@ impl SessionStore for NearCache {
 
     async fn renew(
         &self,
-        id: &SessionId,
+        current: &SessionRecord,
         seen: UnixMs,
         idle_expires_at: UnixMs,
         ip: Option<&str>,
     ) -> Result<(), StoreError> {
+        let id = &current.id;
         // A renewal changes no security state, so it bumps no generation (fills of other
         // sessions in flight stay valid). The local copy is refreshed rather than dropped, so
         // that the next request is still a hit instead of a store round trip:
@@ -276,7 +277,7 @@ impl SessionStore for NearCache {
         // - the new copy is exactly what the store wrote (`SessionRecord::renewed`, the
         //   function every store applies).
         let generation = self.generation.load(Ordering::Acquire);
-        let out = self.inner.renew(id, seen, idle_expires_at, ip).await;
+        let out = self.inner.renew(current, seen, idle_expires_at, ip).await;
         let mut ids = self.ids();
         if out.is_err() || self.generation.load(Ordering::Acquire) != generation {
             self.drop_session(&mut ids, id);
