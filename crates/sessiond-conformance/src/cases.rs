@@ -554,13 +554,21 @@ pub async fn renewal_from_a_stale_copy_never_overwrites_newer_state(store: Arc<d
 
     // Two renewals from the same copy, the later one first: no step backwards.
     let copy = h.store.find_by_id(&id).await.expect("find").expect("live").record;
-    let (t1, t2) = (now.plus(Duration::from_secs(1)), now.plus(Duration::from_secs(2)));
-    h.store.renew(&copy, t2, t2.plus(IDLE), None).await.expect("renew");
-    h.store.renew(&copy, t1, t1.plus(IDLE), None).await.expect("renew");
+    let (t1, t2, t3) =
+        (now.plus(Duration::from_secs(1)), now.plus(Duration::from_secs(2)), now.plus(Duration::from_secs(3)));
+    h.store.renew(&copy, t2, t2.plus(IDLE), Some("198.51.100.2")).await.expect("renew");
+    h.store.renew(&copy, t1, t1.plus(IDLE), Some("198.51.100.1")).await.expect("renew");
     let last = h.store.find_by_id(&id).await.expect("find").expect("live").record;
     assert_eq!(last.last_seen_at, t2, "an older renewal moved last_seen_at backwards");
     assert_eq!(last.idle_expires_at, t2.plus(IDLE), "an older renewal moved the idle deadline backwards");
+    assert_eq!(last.device.last_ip.as_deref(), Some("198.51.100.2"), "an older renewal's address won");
     assert_eq!(last.data.get("lang"), Some(&serde_json::json!("fr")));
+    // A later renewal without an address, from a copy that predates the last address: the
+    // newer address stays.
+    h.store.renew(&copy, t3, t3.plus(IDLE), None).await.expect("renew");
+    let last = h.store.find_by_id(&id).await.expect("find").expect("live").record;
+    assert_eq!(last.last_seen_at, t3);
+    assert_eq!(last.device.last_ip.as_deref(), Some("198.51.100.2"), "the copy's older address came back");
 }
 
 /// A renewed session is swept at its new deadline, not its first one (stores that index
@@ -573,7 +581,7 @@ pub async fn renewed_session_is_swept_at_its_new_deadline(store: Arc<dyn Session
     let copy = h.store.find_by_id(&id).await.expect("find").expect("live").record;
     let seen = c.session.last_seen_at.plus(Duration::from_secs(30));
     let second = seen.plus(IDLE);
-    h.store.renew(&copy, seen, second, None).await.expect("renew");
+    h.store.renew(&copy, seen, second, Some("198.51.100.3")).await.expect("renew");
     let swept = h.store.sweep_expired(first.plus(Duration::from_millis(1)), 100).await.expect("sweep");
     assert!(swept.is_empty(), "swept at the deadline it had before its renewal");
     assert!(h.store.find_by_id(&id).await.expect("find").is_some());

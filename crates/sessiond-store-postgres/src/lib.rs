@@ -771,24 +771,23 @@ impl SessionStore for PostgresStore {
         ip: Option<&str>,
     ) -> Result<(), StoreError> {
         self.op("renew", async {
-            let Some(next) = current.renewed(seen, idle_expires_at, ip) else {
-                return Ok(());
-            };
             let sql = &self.inner.sql;
             let mut c = self.client().await?;
             let key = current.id.as_bytes().to_vec();
             // One statement, from the caller's copy: written only while the stored row still
             // has the copy's version and an older renewal. Otherwise (a stale copy, a renewal
-            // elsewhere, a deleted session) fall back to renewing the locked stored record.
-            let written = c
-                .execute(
-                    &sql.renew_copy,
-                    &[&key, &json(&next)?, &big(next.last_seen_at.0), &big(next.deadline().0), &big(current.version)],
-                )
-                .await
-                .map_err(db)?;
-            if written == 1 {
-                return Ok(());
+            // elsewhere, a deleted session) fall back to renewing the locked stored record. A
+            // renewal without an address always falls back: the copy's last address could
+            // overwrite a newer one recorded under the same version.
+            if ip.is_some() {
+                let Some(next) = current.renewed(seen, idle_expires_at, ip) else {
+                    return Ok(());
+                };
+                let params: [&(dyn tokio_postgres::types::ToSql + Sync); 5] =
+                    [&key, &json(&next)?, &big(next.last_seen_at.0), &big(next.deadline().0), &big(current.version)];
+                if c.execute(&sql.renew_copy, &params).await.map_err(db)? == 1 {
+                    return Ok(());
+                }
             }
             let tx = c.transaction().await.map_err(db)?;
             let Some(row) = tx.query_opt(&sql.lock_record, &[&key]).await.map_err(db)? else {

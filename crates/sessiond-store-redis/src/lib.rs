@@ -1008,7 +1008,12 @@ impl SessionStore for RedisStore {
             // still has its version and an older renewal (the usual case: the copy came from
             // this store a moment ago). No pointer lookup, no read, no compare-and-set loop,
             // no sweep hint (the sweeper moves a hint that it finds early).
-            let Some(next) = current.renewed(seen, idle_expires_at, ip) else {
+            let Some(ip) = ip else {
+                // Without an address the copy's last address would be written back, possibly
+                // over a newer one another node recorded under the same version.
+                return self.renew_stored(&current.id, seen, idle_expires_at, None).await;
+            };
+            let Some(next) = current.renewed(seen, idle_expires_at, Some(ip)) else {
                 return Ok(());
             };
             let sk = self.inner.keys.subject(&current.tenant, &current.subject);
@@ -1026,7 +1031,7 @@ impl SessionStore for RedisStore {
             let v = self.eval(&self.inner.scripts.renew_copy, &[&sk.idx, &sk.dl, &sk.seen, &rec_key], args).await?;
             match text(&v) {
                 Some("ok" | "missing") => Ok(()),
-                Some("stale") => self.renew_stored(&current.id, seen, idle_expires_at, ip).await,
+                Some("stale") => self.renew_stored(&current.id, seen, idle_expires_at, Some(ip)).await,
                 _ => Err(corrupt("unexpected reply to renew")),
             }
         })

@@ -199,3 +199,37 @@ async fn other_stores_are_told_about_changes() {
     want.sort();
     assert_eq!(ids, want);
 }
+
+/// A renewal from the engine's copy leaves the sweep hint at the earlier deadline (one round
+/// trip fewer). The sweeper must then carry the hint — and the hint shard's TTL — to the real
+/// deadline, or a session renewed past its shard's lifetime would lose its hint and never be
+/// reported as expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hint_left_behind_by_a_renewal_is_moved_with_its_shard_ttl() {
+    let (store, prefix) = fresh(test_options()).await;
+    let _cleanup = support::PrefixGuard(prefix.clone());
+    let now = SystemClock.now();
+    let r = records::record("acme", "alice", now);
+    store.create(r.clone(), None, now).await.unwrap();
+    let shard_ttl = || -> i64 {
+        let keys = cli(6379, &["--scan", "--pattern", &format!("{prefix}:exp:*")]);
+        keys.lines().map(|k| cli(6379, &["pexpiretime", k]).trim().parse::<i64>().unwrap()).max().unwrap()
+    };
+    let grace = i64::try_from(test_options().expiry_grace.as_millis()).unwrap();
+    let first = i64::try_from(r.deadline().0).unwrap();
+    assert!(shard_ttl() <= first + grace, "the shard outlives its first deadline already");
+
+    // Renewed to five hours from now: far past the shard's current lifetime.
+    let seen = now.plus(std::time::Duration::from_secs(4 * 3600));
+    let later = now.plus(std::time::Duration::from_secs(5 * 3600));
+    store.renew(&r, seen, later, Some("198.51.100.7")).await.unwrap();
+    assert!(shard_ttl() <= first + grace, "the renewal is expected to leave the hint alone");
+
+    // The sweeper passes the old deadline: nothing is due, the hint and the shard move on.
+    let swept = store.sweep_expired(r.deadline().plus(std::time::Duration::from_millis(1)), 100).await.unwrap();
+    assert!(swept.is_empty());
+    let last = i64::try_from(later.0).unwrap();
+    assert!(shard_ttl() >= last + grace, "the sweeper moved the hint but the shard would expire before it");
+    let swept = store.sweep_expired(later.plus(std::time::Duration::from_millis(1)), 100).await.unwrap();
+    assert_eq!(swept.len(), 1, "the renewed session was not swept at its real deadline");
+}
