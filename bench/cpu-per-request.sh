@@ -72,6 +72,14 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "   $(date +%T) headers $(measure headers "$HEADERS_PID" "http://$HEADERS" / | tee -a "$WORK/headers.rows")"
   echo "   $(date +%T) auth $(measure auth "$AUTH_PID" "http://$AUTH" /v1/auth | tee -a "$WORK/auth.rows")"
 done
+# A Redis store's keys under the configured prefix are removed (SCAN is fine outside the
+# request path).
+if [[ "$STORE" == redis* && -n "${CONFIG:-}" ]]; then
+  prefix=$(sed -n 's/^key_prefix *= *"\([A-Za-z0-9_-]*\)".*/\1/p' "$CONFIG" | head -n 1)
+  if [ -n "$prefix" ]; then
+    redis-cli -u "$STORE" --scan --pattern "$prefix:*" | xargs -r -n 500 redis-cli -u "$STORE" del >/dev/null
+  fi
+fi
 median() { sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 e=$(cut -d' ' -f2 "$WORK/empty.rows" | median)
 h=$(cut -d' ' -f2 "$WORK/headers.rows" | median)
