@@ -348,7 +348,8 @@ pub async fn data_compare_and_set_and_no_resurrection(store: Arc<dyn SessionStor
         h.store.update(stale, s.version).await.expect("update"),
         sessiond_core::store::UpdateOutcome::Missing
     ));
-    h.store.renew(&s, h.engine.now(), h.engine.now().plus(IDLE), None).await.expect("renew");
+    // With an address: the one-round-trip path of the stores that renew from the copy.
+    h.store.renew(&s, h.engine.now(), h.engine.now().plus(IDLE), Some("198.51.100.9")).await.expect("renew");
     assert!(h.store.find_by_id(&id).await.expect("find").is_none(), "renew resurrected the session");
     assert_eq!(client_err(h.engine.resolve(c.token.expose(), &NO_CTX).await), ClientError::UnknownSession);
 }

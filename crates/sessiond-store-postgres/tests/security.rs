@@ -71,7 +71,7 @@ async fn forgotten_and_deleted_tokens_do_not_resolve() {
     let mut late = v2.clone();
     late.version = 3;
     assert!(matches!(store.update(late, 2).await.unwrap(), UpdateOutcome::Missing));
-    store.renew(&r, now, now.plus(Duration::from_secs(60)), None).await.unwrap();
+    store.renew(&r, now, now.plus(Duration::from_secs(60)), Some("198.51.100.9")).await.unwrap();
     assert!(store.find_by_id(&r.id).await.unwrap().is_none(), "a late write resurrected the session");
     assert_eq!(psql(&format!("SELECT count(*) FROM {schema}.token_hashes")).trim(), "0", "index rows leaked");
     drop_schema(&schema);

@@ -46,7 +46,7 @@ async fn stale_pointers_to_a_deleted_session_do_not_resolve() {
     let mut late = r.clone();
     late.version += 1;
     assert!(matches!(store.update(late, r.version).await.unwrap(), UpdateOutcome::Missing));
-    store.renew(&r, now, now.plus(std::time::Duration::from_secs(60)), None).await.unwrap();
+    store.renew(&r, now, now.plus(std::time::Duration::from_secs(60)), Some("198.51.100.9")).await.unwrap();
     assert!(store.find_by_id(&r.id).await.unwrap().is_none(), "renew resurrected a deleted session");
 }
 
