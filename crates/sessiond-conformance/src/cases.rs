@@ -623,3 +623,77 @@ pub async fn retired_token_found_only_while_remembered(store: Arc<dyn SessionSto
         assert_eq!(found.is_some(), remembered, "token {i}");
     }
 }
+
+/// The non-waiting path (`Engine::resolve_now` over `SessionStore::find_by_token_now`) gives
+/// only answers the full `resolve` would give: the same session while nothing is due, the
+/// same refusal for forged, revoked, epoch-bumped and expired sessions — never a session that
+/// a returned revocation ended — and it leaves every write (renewal, rotation, grace alias,
+/// theft) to the full path. Stores that cannot answer without waiting may always say `None`.
+pub async fn resolve_now_answers_only_what_resolve_would(store: Arc<dyn SessionStore>) {
+    let h = Harness::new(store);
+    let refused = |r: Option<Result<sessiond_core::Resolution, Error>>, what: &str| match r {
+        None => None,
+        Some(Ok(r)) => panic!("{what}: resolve_now accepted session {}", r.session.id),
+        Some(Err(Error::Client(c))) => Some(c),
+        Some(Err(e)) => panic!("{what}: unexpected error {e:?}"),
+    };
+    let forged = h.engine.keys().mint();
+    let other_ring = KeyRing::single(KeyId(1), SigningKey::generate()).mint();
+    let finds = CountingStore::get(&h.store.finds);
+    let forged_refusal = refused(h.engine.resolve_now(other_ring.expose(), &NO_CTX), "forged");
+    assert!(matches!(forged_refusal, Some(ClientError::Malformed(_))), "{forged_refusal:?}");
+    assert_eq!(CountingStore::get(&h.store.finds), finds, "a forged token caused a store lookup");
+    if let Some(c) = refused(h.engine.resolve_now(forged.expose(), &NO_CTX), "unknown") {
+        assert_eq!(c, ClientError::UnknownSession);
+    }
+
+    let c = h.engine.create(h.request("alice", "test")).await.expect("create");
+    let t = c.token.expose().to_owned();
+    let full = h.engine.resolve(&t, &NO_CTX).await.expect("resolve");
+    let writes = CountingStore::get(&h.store.writes);
+    for _ in 0..3 {
+        h.advance(Duration::from_secs(1));
+        if let Some(r) = h.engine.resolve_now(&t, &NO_CTX) {
+            let r = r.expect("a live session resolves");
+            assert_eq!((r.session.id, r.session.version), (full.session.id, full.session.version));
+            assert_eq!(r.idle_expires_at, full.idle_expires_at);
+            assert!(!r.renewed && r.rotated.is_none() && r.drift.is_none());
+        }
+    }
+    assert_eq!(CountingStore::get(&h.store.writes), writes, "resolve_now wrote to the store");
+
+    // A renewal is due: only the full path may answer (it writes).
+    h.advance(Duration::from_secs(10));
+    assert!(h.engine.resolve_now(&t, &NO_CTX).is_none(), "resolve_now answered a request that must renew");
+    assert!(h.engine.resolve(&t, &NO_CTX).await.expect("resolve").renewed);
+
+    // The old token inside its grace window: the successor comes from the full path only.
+    let (_, new) = h.engine.rotate(&t).await.expect("rotate");
+    assert!(h.engine.resolve_now(&t, &NO_CTX).is_none(), "resolve_now answered for a grace alias");
+    if let Some(r) = h.engine.resolve_now(new.expose(), &NO_CTX) {
+        assert_eq!(r.expect("the successor resolves").session.id, c.session.id);
+    }
+    // After the grace window the old token is theft: the full path revokes.
+    h.advance(GRACE);
+    assert!(h.engine.resolve_now(&t, &NO_CTX).is_none(), "resolve_now answered a replay");
+
+    // Revocations and deadlines: never accepted once the revocation has returned.
+    let gone = h.engine.create(h.request("bob", "test")).await.expect("create");
+    h.engine.resolve(gone.token.expose(), &NO_CTX).await.expect("resolve");
+    assert!(h.engine.revoke(&gone.session.id, RevokeReason::Admin).await.expect("revoke"));
+    if let Some(c) = refused(h.engine.resolve_now(gone.token.expose(), &NO_CTX), "revoked") {
+        assert_eq!(c, ClientError::UnknownSession);
+    }
+    let bumped = h.engine.create(h.request("carol", "test")).await.expect("create");
+    h.engine.resolve(bumped.token.expose(), &NO_CTX).await.expect("resolve");
+    h.engine.bump_epoch(&h.tenant, "carol").await.expect("bump");
+    if let Some(c) = refused(h.engine.resolve_now(bumped.token.expose(), &NO_CTX), "epoch") {
+        assert_eq!(c, ClientError::EpochRevoked);
+    }
+    let idle = h.engine.create(h.request("dave", "test")).await.expect("create");
+    h.engine.resolve(idle.token.expose(), &NO_CTX).await.expect("resolve");
+    h.advance(IDLE);
+    if let Some(c) = refused(h.engine.resolve_now(idle.token.expose(), &NO_CTX), "idle") {
+        assert_eq!(c, ClientError::IdleExpired);
+    }
+}

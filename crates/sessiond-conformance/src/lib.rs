@@ -216,6 +216,18 @@ impl SessionStore for CountingStore {
         }
         found
     }
+    /// Counted as a find. While a read is held ([`CountingStore::hold_next_read`]), it
+    /// answers nothing, so the lookup takes the asynchronous path and is held there.
+    fn find_by_token_now(&self, hash: &TokenHash) -> Option<Option<Lookup>> {
+        if self.held.armed.load(Ordering::SeqCst) {
+            return None;
+        }
+        let found = self.inner.find_by_token_now(hash);
+        if found.is_some() {
+            Self::bump(&self.finds);
+        }
+        found
+    }
     async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError> {
         Self::bump(&self.finds);
         self.inner.find_by_id(id).await
@@ -317,6 +329,7 @@ macro_rules! for_each_case {
             renewal_from_a_stale_copy_never_overwrites_newer_state,
             renewed_session_is_swept_at_its_new_deadline,
             retired_token_found_only_while_remembered,
+            resolve_now_answers_only_what_resolve_would,
         }
     };
 }
@@ -399,6 +412,9 @@ impl<S: SessionStore, G: Send + Sync + 'static> SessionStore for Guarded<S, G> {
     }
     async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError> {
         self.store.find_by_token(hash).await
+    }
+    fn find_by_token_now(&self, hash: &TokenHash) -> Option<Option<Lookup>> {
+        self.store.find_by_token_now(hash)
     }
     async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError> {
         self.store.find_by_id(id).await

@@ -64,6 +64,15 @@ pub struct Created {
     pub replaced: Option<SessionId>,
 }
 
+/// What a store's answer means for a verified token (see `Engine::judge`).
+enum Judged {
+    /// The session is live: the current token, or a retired one inside its grace window
+    /// (with the successor to hand back).
+    Live { found: Lookup, successor: Option<SessionToken>, policy: Arc<Policy> },
+    /// A retired token presented after its grace window: theft.
+    Replayed(Arc<SessionRecord>),
+}
+
 /// A successful resolve.
 #[derive(Debug)]
 pub struct Resolution {
@@ -400,16 +409,10 @@ impl Engine {
     /// Finds the live session of a verified token, classifying every failure. Returns the
     /// lookup and, for a retired token inside its grace window, the successor.
     async fn live(&self, v: &VerifiedToken, now: UnixMs) -> Result<(Lookup, Option<SessionToken>, Arc<Policy>)> {
-        let Some(found) = self.inner.store.find_by_token(v.hash()).await? else {
-            return Err(ClientError::UnknownSession.into());
-        };
-        let rec = &found.record;
-        let mut successor = None;
-        if rec.token_hash != *v.hash() {
-            let Some(retired) = rec.retired.iter().find(|r| r.hash == *v.hash()) else {
-                return Err(ClientError::UnknownSession.into());
-            };
-            if now >= retired.grace_until {
+        let found = self.inner.store.find_by_token(v.hash()).await?;
+        match self.judge(found, v, now)? {
+            Judged::Live { found, successor, policy } => Ok((found, successor, policy)),
+            Judged::Replayed(rec) => {
                 // Replay of a rotated-out token after its grace window: assume theft.
                 if let Some(gone) = self.inner.store.delete(&rec.id).await? {
                     self.emit(vec![
@@ -426,7 +429,27 @@ impl Engine {
                     .await;
                 }
                 tracing::warn!(session = %rec.id, "retired token replayed after its grace window; session revoked");
-                return Err(ClientError::TokenReplayed.into());
+                Err(ClientError::TokenReplayed.into())
+            }
+        }
+    }
+
+    /// What a store's answer means for a verified token at `now`, decided without I/O: the
+    /// one set of checks behind every token lookup ([`Engine::resolve`],
+    /// [`Engine::resolve_now`], [`Engine::peek`], rotation, elevation). Order matters: a retired token replayed after its grace window is
+    /// theft even when the session has expired since.
+    fn judge(&self, found: Option<Lookup>, v: &VerifiedToken, now: UnixMs) -> Result<Judged> {
+        let Some(found) = found else {
+            return Err(ClientError::UnknownSession.into());
+        };
+        let rec = &found.record;
+        let mut successor = None;
+        if rec.token_hash != *v.hash() {
+            let Some(retired) = rec.retired.iter().find(|r| r.hash == *v.hash()) else {
+                return Err(ClientError::UnknownSession.into());
+            };
+            if now >= retired.grace_until {
+                return Ok(Judged::Replayed(found.record));
             }
             successor = retired.successor.as_ref().map(|s| self.inner.keys.unseal(s, v));
         }
@@ -439,7 +462,60 @@ impl Engine {
             return Err(ClientError::EpochRevoked.into());
         }
         let policy = self.policy(&rec.policy)?.clone();
-        Ok((found, successor, policy))
+        Ok(Judged::Live { found, successor, policy })
+    }
+
+    /// Whether the policy's rotation interval has passed for `rec` at `now`.
+    fn rotation_due(rec: &SessionRecord, policy: &Policy, now: UnixMs) -> bool {
+        policy.rotation_interval.is_some_and(|every| now.since(rec.rotated_at) >= every)
+    }
+
+    /// Whether the renewal fraction of the idle window has passed since `rec` was last seen.
+    fn renewal_due(rec: &SessionRecord, policy: &Policy, now: UnixMs) -> bool {
+        let threshold = Duration::from_secs_f64(policy.idle_timeout.as_secs_f64() * policy.renewal_fraction);
+        now.since(rec.last_seen_at) >= threshold
+    }
+
+    /// [`Engine::resolve`] when it can finish without waiting: the store answers from memory
+    /// ([`SessionStore::find_by_token_now`]) and the request writes nothing (no renewal,
+    /// rotation, device drift or theft is due). `None` otherwise: then call
+    /// [`Engine::resolve`], which does the same checks and the writes.
+    ///
+    /// Whenever it answers, the answer is the one [`Engine::resolve`] would give at that
+    /// moment: the same checks run (tag, lookup, retired tokens, deadlines, epoch, policy,
+    /// binding), and only the cases that need a write are left to the full path. The HTTP
+    /// layer uses it to skip the asynchronous machinery on the hot path.
+    pub fn resolve_now(&self, token: &str, ctx: &RequestContext<'_>) -> Option<Result<Resolution>> {
+        let v = match self.inner.keys.verify(token) {
+            Ok(v) => v,
+            Err(e) => return Some(Err(e.into())),
+        };
+        let now = self.now();
+        let found = self.inner.store.find_by_token_now(v.hash())?;
+        let (found, policy) = match self.judge(found, &v, now) {
+            Ok(Judged::Live { found, successor: None, policy }) => (found, policy),
+            // A grace-window alias or a replay: the full path hands back the successor or
+            // revokes the session.
+            Ok(Judged::Live { successor: Some(_), .. } | Judged::Replayed(_)) => return None,
+            Err(e) => return Some(Err(e)),
+        };
+        let rec = found.record;
+        if self.drift(&rec, &policy, ctx).0.is_some()
+            || Self::rotation_due(&rec, &policy, now)
+            || Self::renewal_due(&rec, &policy, now)
+        {
+            return None;
+        }
+        Some(Ok(Resolution {
+            idle_expires_at: rec.idle_expires_at,
+            session: rec,
+            policy,
+            rotated: None,
+            renewed: false,
+            drift: None,
+            step_up_forced: false,
+            now,
+        }))
     }
 
     /// Validates a token and renews its session: the hot path.
@@ -508,7 +584,7 @@ impl Engine {
             });
         }
 
-        if policy.rotation_interval.is_some_and(|every| now.since(rec.rotated_at) >= every) {
+        if Self::rotation_due(&rec, &policy, now) {
             let (session, token) = self.rotate_verified(rec, &v, &policy, now, None).await?;
             return Ok(Resolution {
                 idle_expires_at: session.idle_expires_at,
@@ -522,12 +598,10 @@ impl Engine {
             });
         }
 
-        let idle = policy.idle_timeout;
-        let threshold = Duration::from_secs_f64(idle.as_secs_f64() * policy.renewal_fraction);
         let mut idle_expires_at = rec.idle_expires_at;
         let mut renewed = false;
-        if now.since(rec.last_seen_at) >= threshold {
-            idle_expires_at = now.plus(idle).min(rec.absolute_expires_at);
+        if Self::renewal_due(&rec, &policy, now) {
+            idle_expires_at = now.plus(policy.idle_timeout).min(rec.absolute_expires_at);
             let ip = ctx.ip.map(|ip| ip.to_string());
             self.inner.store.renew(&rec, now, idle_expires_at, ip.as_deref()).await?;
             self.emit(vec![Event::new(now, EventKind::Renewed, Some(rec.id), &rec.subject, &rec.tenant)]).await;
@@ -542,11 +616,13 @@ impl Engine {
                 return (Some(Drift::UserAgentFamily), policy.binding.user_agent);
             }
         }
-        let known =
-            rec.device.last_ip.as_deref().or(rec.device.first_ip.as_deref()).and_then(|s| s.parse::<IpAddr>().ok());
-        if let (Some(known), Some(ip)) = (known, ctx.ip) {
-            if policy.binding.ip_prefix != BindingAction::Allow && !same_prefix(known, ip) {
-                return (Some(Drift::IpPrefix), policy.binding.ip_prefix);
+        // The stored address is text: parse it only when the binding looks at it.
+        if policy.binding.ip_prefix != BindingAction::Allow {
+            if let Some(ip) = ctx.ip {
+                let known = rec.device.last_ip.as_deref().or(rec.device.first_ip.as_deref());
+                if known.and_then(|s| s.parse::<IpAddr>().ok()).is_some_and(|known| !same_prefix(known, ip)) {
+                    return (Some(Drift::IpPrefix), policy.binding.ip_prefix);
+                }
             }
         }
         (None, BindingAction::Allow)

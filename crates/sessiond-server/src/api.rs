@@ -630,7 +630,15 @@ pub async fn forward_auth(State(s): State<AppState>, req: axum::extract::Request
     // What the `ClientMeta` extractor gives, with the user agent borrowed instead of copied.
     let ip = crate::app::client_ip_of(headers, &parts.extensions, &s);
     let ctx = sessiond_core::RequestContext { ip, user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()) };
-    let r = match s.engine().resolve(token, &ctx).await {
+    // Most requests are answered from memory with nothing to write
+    // (`Engine::resolve_now`); the rest (a renewal or rotation due, a device drift, a store
+    // round trip) take the full path, boxed so that its state does not enlarge every
+    // request's future.
+    let resolved = match s.engine().resolve_now(token, &ctx) {
+        Some(r) => r,
+        None => Box::pin(s.engine().resolve(token, &ctx)).await,
+    };
+    let r = match resolved {
         Ok(r) => r,
         Err(e) => return Err(token_problem(&s, ip, "/v1/auth", e).await),
     };

@@ -598,20 +598,25 @@ impl SessionStore for EmbeddedStore {
     }
 
     async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError> {
+        Ok(self.find_by_token_now(hash).flatten())
+    }
+
+    /// Always answers: the whole index is in memory.
+    fn find_by_token_now(&self, hash: &TokenHash) -> Option<Option<Lookup>> {
         // Hot path. A hit needs no index lock (see `cache` for why that is safe).
         if let Some(hit) = self.shared.cache.get(hash) {
-            return Ok(Some(hit));
+            return Some(Some(hit));
         }
         let mem = self.shared.read();
         let Some(slot) = mem.by_token.get(hash).and_then(|id| mem.sessions.get(id)) else {
-            return Ok(None);
+            return Some(None);
         };
-        let Some(record) = slot.record() else { return Ok(None) };
+        let Some(record) = slot.record() else { return Some(None) };
         let record = Arc::new(record);
         // Filled under the read lock: no writer can change this session until it is released,
         // and every writer invalidates the entry when it does.
         self.shared.cache.put(*hash, record.clone(), slot.epoch.clone());
-        Ok(Some(Lookup { record, subject_epoch: slot.epoch.load(Ordering::Acquire) }))
+        Some(Some(Lookup { record, subject_epoch: slot.epoch.load(Ordering::Acquire) }))
     }
 
     async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError> {

@@ -186,10 +186,16 @@ impl SessionStore for MemoryStore {
     }
 
     async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError> {
+        Ok(self.find_by_token_now(hash).flatten())
+    }
+
+    fn find_by_token_now(&self, hash: &TokenHash) -> Option<Option<Lookup>> {
         let g = self.read();
-        Ok(g.by_token
-            .get(hash)
-            .map(|e| Lookup { record: e.record.clone(), subject_epoch: e.epoch.load(Ordering::Acquire) }))
+        Some(
+            g.by_token
+                .get(hash)
+                .map(|e| Lookup { record: e.record.clone(), subject_epoch: e.epoch.load(Ordering::Acquire) }),
+        )
     }
 
     async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError> {

@@ -150,6 +150,19 @@ pub trait SessionStore: Send + Sync + 'static {
     /// The session indexed under `hash` (current or retired token).
     async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError>;
 
+    /// [`SessionStore::find_by_token`] answered from memory, without waiting: `Some(answer)`
+    /// when the store can tell at once (an in-memory index, a cache hit), `None` when only
+    /// the asynchronous lookup can (the default). The engine's hot path tries this first.
+    ///
+    /// Contract: an answer given here is one `find_by_token` could give at the same instant.
+    /// In particular it never returns a session that a delete, update or epoch bump which
+    /// has already returned removed or changed; a cache answers only under the same
+    /// invalidation rules as its `find_by_token` hits.
+    fn find_by_token_now(&self, hash: &TokenHash) -> Option<Option<Lookup>> {
+        let _ = hash;
+        None
+    }
+
     /// The session with public id `id`.
     async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError>;
 

@@ -119,6 +119,17 @@ impl NearCache {
         }
     }
 
+    /// The cached lookup of `hash` when the cache is trusted and the entry is neither past
+    /// its TTL nor past the session's own deadlines at `now`.
+    fn hit(&self, hash: &TokenHash, now: UnixMs) -> Option<Lookup> {
+        if !self.is_trusted() {
+            return None;
+        }
+        let shard = read(self.shard(hash));
+        let (l, until) = shard.get(hash)?;
+        (now < *until && l.record.is_live(now)).then(|| l.clone())
+    }
+
     /// Whether the cache is answering reads.
     pub fn is_trusted(&self) -> bool {
         self.trusted.load(Ordering::Acquire)
@@ -215,12 +226,8 @@ impl SessionStore for NearCache {
 
     async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError> {
         let now = self.clock.now();
-        if self.is_trusted() {
-            if let Some((l, until)) = read(self.shard(hash)).get(hash) {
-                if now < *until && l.record.is_live(now) {
-                    return Ok(Some(l.clone()));
-                }
-            }
+        if let Some(hit) = self.hit(hash, now) {
+            return Ok(Some(hit));
         }
         self.misses.increment(1);
         let generation = self.generation.load(Ordering::Acquire);
@@ -245,6 +252,11 @@ impl SessionStore for NearCache {
             }
         }
         Ok(found)
+    }
+
+    /// A hit only: a miss is for the store behind to answer (and counted there).
+    fn find_by_token_now(&self, hash: &TokenHash) -> Option<Option<Lookup>> {
+        self.hit(hash, self.clock.now()).map(Some)
     }
 
     async fn find_by_id(&self, id: &SessionId) -> Result<Option<Lookup>, StoreError> {
