@@ -7,6 +7,9 @@
 #   bench/forward-auth.sh            # defaults: 10000 sessions, 64 connections, 15 s per run
 #   SESSIONS=10000 CONNS=64 DURATION=15s THREADS=2 bench/forward-auth.sh
 #   PACE_MS=4 bench/forward-auth.sh  # the paced latency runs (default 4 ms; 0 skips them)
+#   HEADERS=1 bench/forward-auth.sh  # also the empty handler answering with the six session
+#                                    # headers (`bench-empty --session-headers`) in every round:
+#                                    # the cost of the larger response alone
 set -euo pipefail
 
 SESSIONS=${SESSIONS:-10000}
@@ -16,6 +19,8 @@ THREADS=${THREADS:-2}
 AUTH_ADDR=${AUTH_ADDR:-127.0.0.1:7480}
 STORE=${STORE:-embedded:}
 EMPTY_ADDR=${EMPTY_ADDR:-127.0.0.1:7481}
+HEADERS=${HEADERS:-0}
+HEADERS_ADDR=${HEADERS_ADDR:-127.0.0.1:7482}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN="$ROOT/target/release/sessiond"
 # shellcheck source=bench/lib.sh
@@ -30,8 +35,13 @@ SESSIOND_API_KEY="$KEY" SESSIOND_LOG=warn "$BIN" serve --dev --listen "$AUTH_ADD
 PIDS+=($!)
 SESSIOND_LOG=warn "$BIN" bench-empty --listen "$EMPTY_ADDR" >"$WORK/empty.out" 2>"$WORK/empty.err" &
 PIDS+=($!)
+if [ "$HEADERS" = "1" ]; then
+  SESSIOND_LOG=warn "$BIN" bench-empty --session-headers --listen "$HEADERS_ADDR" >/dev/null 2>&1 &
+  PIDS+=($!)
+fi
 for _ in $(seq 1 100); do
-  curl -sf "http://$AUTH_ADDR/healthz" >/dev/null && curl -s "http://$EMPTY_ADDR/" >/dev/null && break
+  curl -sf "http://$AUTH_ADDR/healthz" >/dev/null && curl -s "http://$EMPTY_ADDR/" >/dev/null &&
+    { [ "$HEADERS" != "1" ] || curl -s "http://$HEADERS_ADDR/" >/dev/null; } && break
   sleep 0.1
 done
 
@@ -53,6 +63,10 @@ for r in $(seq 1 "$ROUNDS"); do
   run "empty$r" "http://$EMPTY_ADDR" /
   echo "== round $r: forward-auth (GET /v1/auth, random valid cookie)"
   run "auth$r" "http://$AUTH_ADDR" /v1/auth
+  if [ "$HEADERS" = "1" ]; then
+    echo "== round $r: empty handler with the six session headers"
+    run "headers$r" "http://$HEADERS_ADDR" /
+  fi
 done
 
 # Latency below saturation: the same 64 connections, each pausing PACE_MS after every
@@ -81,6 +95,9 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "| $r | $E | $(p99 "empty$r") | $A | $(p99 "auth$r") | $R % | $(non2xx "auth$r")$(non2xx "empty$r") |"
 done
 MED=$(printf '%s\n' "${RATIOS[@]}" | median)
+if [ "$HEADERS" = "1" ]; then
+  HMED=$(for r in $(seq 1 "$ROUNDS"); do awk -v a="$(rps "headers$r")" -v e="$(rps "empty$r")" 'BEGIN { printf "%.1f\n", 100 * a / e }'; done | median)
+fi
 if [ "$PACE_MS" != "0" ]; then
   echo
   echo "| paced run (${PACE_MS} ms pause per connection) | req/s | p50 | p99 |"
@@ -90,4 +107,5 @@ if [ "$PACE_MS" != "0" ]; then
   echo "| forward-auth | $(rps pacedauth) | $(p50 pacedauth) | $(p99 pacedauth) |"
 fi
 echo
+[ "$HEADERS" = "1" ] && echo "median empty-with-session-headers / empty = $HMED %"
 echo "median forward-auth / empty = $MED % over $ROUNDS interleaved rounds ($CONNS connections, $THREADS wrk threads, $DURATION each, $(nproc) cores, $SESSIONS sessions, store $STORE)"
