@@ -626,9 +626,10 @@ pub async fn retired_token_found_only_while_remembered(store: Arc<dyn SessionSto
 
 /// The non-waiting path (`Engine::resolve_now` over `SessionStore::find_by_token_now`) gives
 /// only answers the full `resolve` would give: the same session while nothing is due, the
-/// same refusal for forged, revoked, epoch-bumped and expired sessions — never a session that
-/// a returned revocation ended — and it leaves every write (renewal, rotation, grace alias,
-/// theft) to the full path. Stores that cannot answer without waiting may always say `None`.
+/// same refusal for forged, revoked, epoch-bumped and (idle or absolutely) expired sessions —
+/// never a session that a returned revocation ended — and it leaves every write or event
+/// (renewal, interval rotation, grace alias, theft, device drift) to the full path. Stores
+/// that cannot answer without waiting may always say `None`.
 pub async fn resolve_now_answers_only_what_resolve_would(store: Arc<dyn SessionStore>) {
     let h = Harness::new(store);
     let refused = |r: Option<Result<sessiond_core::Resolution, Error>>, what: &str| match r {
@@ -677,6 +678,28 @@ pub async fn resolve_now_answers_only_what_resolve_would(store: Arc<dyn SessionS
     h.advance(GRACE);
     assert!(h.engine.resolve_now(&t, &NO_CTX).is_none(), "resolve_now answered a replay");
 
+    // A device drift raises an anomaly event: only the full path may answer it.
+    let mut req = h.request("erin", "test");
+    req.device.first_ip = Some("192.0.2.10".into());
+    let drifting = h.engine.create(req).await.expect("create");
+    let home = RequestContext { ip: "192.0.2.77".parse().ok(), user_agent: None };
+    let away = RequestContext { ip: "198.51.100.1".parse().ok(), user_agent: None };
+    h.engine.resolve(drifting.token.expose(), &home).await.expect("resolve");
+    if let Some(r) = h.engine.resolve_now(drifting.token.expose(), &home) {
+        assert!(r.expect("same /24 resolves").drift.is_none());
+    }
+    assert!(h.engine.resolve_now(drifting.token.expose(), &away).is_none(), "resolve_now answered a drift");
+    assert!(h.engine.resolve(drifting.token.expose(), &away).await.expect("flagged").drift.is_some());
+    assert!(kinds(&h).await.contains(&"anomaly".to_string()));
+
+    // An interval rotation due (and no renewal due): only the full path may answer it.
+    let rotating = h.engine.create(h.request("frank", "rotating")).await.expect("create");
+    h.advance(ROTATE_EVERY - Duration::from_secs(5));
+    assert!(h.engine.resolve(rotating.token.expose(), &NO_CTX).await.expect("renews").renewed);
+    h.advance(Duration::from_secs(5));
+    assert!(h.engine.resolve_now(rotating.token.expose(), &NO_CTX).is_none(), "resolve_now skipped a rotation");
+    assert!(h.engine.resolve(rotating.token.expose(), &NO_CTX).await.expect("rotates").rotated.is_some());
+
     // Revocations and deadlines: never accepted once the revocation has returned.
     let gone = h.engine.create(h.request("bob", "test")).await.expect("create");
     h.engine.resolve(gone.token.expose(), &NO_CTX).await.expect("resolve");
@@ -695,5 +718,18 @@ pub async fn resolve_now_answers_only_what_resolve_would(store: Arc<dyn SessionS
     h.advance(IDLE);
     if let Some(c) = refused(h.engine.resolve_now(idle.token.expose(), &NO_CTX), "idle") {
         assert_eq!(c, ClientError::IdleExpired);
+    }
+    // Kept active until its absolute deadline, then refused.
+    let active = h.engine.create(h.request("gina", "test")).await.expect("create");
+    let step = IDLE / 2;
+    let mut elapsed = Duration::ZERO;
+    while elapsed + step < ABSOLUTE {
+        h.advance(step);
+        elapsed += step;
+        h.engine.resolve(active.token.expose(), &NO_CTX).await.expect("active session resolves");
+    }
+    h.advance(ABSOLUTE - elapsed);
+    if let Some(c) = refused(h.engine.resolve_now(active.token.expose(), &NO_CTX), "absolute") {
+        assert_eq!(c, ClientError::AbsoluteExpired);
     }
 }

@@ -124,7 +124,7 @@ impl Harness {
 /// Counts calls to each [`SessionStore`] method of the store it wraps.
 pub struct CountingStore {
     inner: Arc<dyn SessionStore>,
-    /// Calls to `find_by_token` and `find_by_id`.
+    /// Calls to `find_by_token` and `find_by_id`, and answered calls to `find_by_token_now`.
     pub finds: AtomicUsize,
     /// Calls to `renew`.
     pub renews: AtomicUsize,

@@ -631,9 +631,9 @@ pub async fn forward_auth(State(s): State<AppState>, req: axum::extract::Request
     let ip = crate::app::client_ip_of(headers, &parts.extensions, &s);
     let ctx = sessiond_core::RequestContext { ip, user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()) };
     // Most requests are answered from memory with nothing to write
-    // (`Engine::resolve_now`); the rest (a renewal or rotation due, a device drift, a store
-    // round trip) take the full path, boxed so that its state does not enlarge every
-    // request's future.
+    // (`Engine::resolve_now`); the rest (a renewal or rotation due, a device drift, a grace
+    // alias or replay, a store round trip) take the full path, boxed so that its state does
+    // not enlarge every request's future. Refusals from either path go to `token_problem`.
     let resolved = match s.engine().resolve_now(token, &ctx) {
         Some(r) => r,
         None => Box::pin(s.engine().resolve(token, &ctx)).await,

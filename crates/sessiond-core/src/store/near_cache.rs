@@ -254,7 +254,8 @@ impl SessionStore for NearCache {
         Ok(found)
     }
 
-    /// A hit only: a miss is for the store behind to answer (and counted there).
+    /// A hit only: a miss is left to `find_by_token`, which asks the store behind, counts the
+    /// miss and may fill the cache.
     fn find_by_token_now(&self, hash: &TokenHash) -> Option<Option<Lookup>> {
         self.hit(hash, self.clock.now()).map(Some)
     }
@@ -429,6 +430,9 @@ mod tests {
             b.resolve(c.token.expose(), &RequestContext::default()).await.expect("fill");
             a.revoke(&c.session.id, crate::RevokeReason::Admin).await.expect("revoke");
             clock.advance(Duration::from_secs(1));
+            // The non-waiting path has no hit past the TTL either: it leaves the token to the
+            // full path, which asks the store.
+            assert!(b.resolve_now(c.token.expose(), &RequestContext::default()).is_none());
             assert!(b.resolve(c.token.expose(), &RequestContext::default()).await.is_err());
         });
     }
@@ -458,6 +462,7 @@ mod tests {
             cache.set_trusted(false); // push channel lost
             assert!(cache.is_empty());
             a.revoke(&c.session.id, crate::RevokeReason::Admin).await.expect("revoke");
+            assert!(b.resolve_now(c.token.expose(), &RequestContext::default()).is_none());
             assert!(b.resolve(c.token.expose(), &RequestContext::default()).await.is_err());
             assert!(cache.is_empty(), "an untrusted cache must not fill");
         });
