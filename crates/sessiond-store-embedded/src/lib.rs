@@ -226,6 +226,14 @@ impl Shared {
         std::mem::take(&mut self.events().rows)
     }
 
+    /// Puts back the events of a batch whose commit failed, ahead of any queued since (their
+    /// cursors are lower), so that the next batch carries them again.
+    pub(crate) fn restore_events(&self, mut rows: Vec<(u64, UnixMs, String)>) {
+        let mut q = self.events();
+        rows.append(&mut q.rows);
+        q.rows = rows;
+    }
+
     pub(crate) fn take_dirty(&self) -> FastSet<SessionId> {
         std::mem::take(&mut *self.dirty())
     }
@@ -329,7 +337,7 @@ impl EmbeddedStore {
             events_settled: watch::Sender::new(Settled { cursor: last_event, stopped: false }),
         });
         let (tx, rx) = mpsc::channel();
-        let w = Writer { conn, rx, shared: shared.clone(), options: options.clone() };
+        let w = Writer { conn, rx, shared: shared.clone(), options: options.clone(), event_failures: 0 };
         let writer = std::thread::Builder::new()
             .name("sessiond-store-writer".into())
             .spawn(move || w.run())

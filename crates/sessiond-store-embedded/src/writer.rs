@@ -98,11 +98,6 @@ enum Sql {
         subject: String,
         epoch: u64,
     },
-    Event {
-        cursor: u64,
-        at: UnixMs,
-        body: String,
-    },
     Renew {
         id: SessionId,
         deadline: UnixMs,
@@ -129,7 +124,15 @@ pub(crate) struct Writer {
     pub(crate) rx: Receiver<Op>,
     pub(crate) shared: Arc<Shared>,
     pub(crate) options: EmbeddedOptions,
+    /// Failed commits in a row that carried queued events (see [`MAX_EVENT_ATTEMPTS`]).
+    pub(crate) event_failures: u32,
 }
+
+/// Commits a batch's events may fail in a row before they are dropped. Until then they are
+/// queued again for the next batch, so that a transient failure (a full disk freed, a lock
+/// released) loses nothing; the bound keeps events that cannot be written (or a disk that
+/// stays broken) from failing every later batch that would carry them.
+pub(crate) const MAX_EVENT_ATTEMPTS: u32 = 3;
 
 impl Writer {
     /// The thread's body: runs until every sender is gone, then flushes pending renewals.
@@ -190,7 +193,7 @@ impl Writer {
         // batch's fate is known.
         let events = self.shared.take_events();
         let last_event = events.last().map(|e| e.0);
-        let mut sql: Vec<Sql> = events.into_iter().map(|(cursor, at, body)| Sql::Event { cursor, at, body }).collect();
+        let mut sql: Vec<Sql> = Vec::new();
         let mut answers: Vec<Pending> = Vec::with_capacity(batch.len());
         metrics::histogram!("sessiond_store_batch_requests").record(batch.len() as f64);
         let renewals = if flush_renewals { self.shared.take_dirty() } else { FastSet::default() };
@@ -210,7 +213,7 @@ impl Writer {
             }
             (stage.recs, stage.epochs)
         };
-        let result = write(&mut self.conn, &sql);
+        let result = write(&mut self.conn, &events, &sql);
         match result {
             Ok(()) => {
                 let blobs: Vec<_> =
@@ -230,6 +233,7 @@ impl Writer {
                     }
                 }
                 if let Some(c) = last_event {
+                    self.event_failures = 0;
                     self.shared.settle_events(c);
                 }
                 for a in answers {
@@ -241,11 +245,26 @@ impl Writer {
                 metrics::counter!("sessiond_store_commit_failures_total").increment(1);
                 self.shared.restore_dirty(renewals);
                 if let Some(c) = last_event {
-                    // Their callers already had `Ok`: the events are lost (a gap in the
-                    // cursors), as when the process dies before this commit.
-                    metrics::counter!("sessiond_store_events_lost_total").increment(1);
-                    tracing::error!(up_to_cursor = c, "events lost: their batch could not be committed");
-                    self.shared.settle_events(c);
+                    self.event_failures += 1;
+                    if self.event_failures < MAX_EVENT_ATTEMPTS {
+                        tracing::warn!(
+                            up_to_cursor = c,
+                            attempt = self.event_failures,
+                            "events kept for the next batch after a failed commit"
+                        );
+                        self.shared.restore_events(events);
+                    } else {
+                        // Their callers already had `Ok`: the events are lost (a gap in the
+                        // cursors), as when the process dies before they are committed.
+                        self.event_failures = 0;
+                        metrics::counter!("sessiond_store_events_lost_total").increment(1);
+                        tracing::error!(
+                            up_to_cursor = c,
+                            attempts = MAX_EVENT_ATTEMPTS,
+                            "events lost: no commit carrying them succeeded"
+                        );
+                        self.shared.settle_events(c);
+                    }
                 }
                 let msg = format!("the embedded store could not commit: {e}");
                 for a in answers {
@@ -266,11 +285,20 @@ impl Drop for StopGuard {
 }
 
 /// Writes a batch in one transaction and commits it.
-fn write(conn: &mut Connection, sql: &[Sql]) -> rusqlite::Result<()> {
-    if sql.is_empty() {
+/// Commits `events` (numbered, in cursor order) and `sql` in one transaction.
+fn write(conn: &mut Connection, events: &[(u64, UnixMs, String)], sql: &[Sql]) -> rusqlite::Result<()> {
+    if events.is_empty() && sql.is_empty() {
         return Ok(());
     }
     let tx = conn.transaction()?;
+    for (cursor, at, body) in events {
+        // The cursor was assigned when the event was queued (see `append_events`).
+        tx.prepare_cached("INSERT INTO events (cursor, at, body) VALUES (?1, ?2, ?3)")?.execute(params![
+            sql_i64(*cursor),
+            sql_i64(at.0),
+            body
+        ])?;
+    }
     for s in sql {
         match s {
             Sql::Put { record: r, json } => {
@@ -299,14 +327,6 @@ fn write(conn: &mut Connection, sql: &[Sql]) -> rusqlite::Result<()> {
                      ON CONFLICT (tenant, subject) DO UPDATE SET epoch = max(epoch, excluded.epoch)",
                 )?
                 .execute(params![tenant, subject, sql_i64(*epoch)])?;
-            }
-            Sql::Event { cursor, at, body } => {
-                // The cursor was assigned when the event was queued (see `append_events`).
-                tx.prepare_cached("INSERT INTO events (cursor, at, body) VALUES (?1, ?2, ?3)")?.execute(params![
-                    sql_i64(*cursor),
-                    sql_i64(at.0),
-                    body
-                ])?;
             }
             Sql::Renew { id, deadline, json } => {
                 // Updates only a row that still exists: a renewal never resurrects.

@@ -325,6 +325,56 @@ async fn queued_events_reach_disk_at_the_flush_interval_on_demand_and_at_close()
     assert_eq!(store.read_events(0, 10).await.expect("read").len(), 4);
 }
 
+/// A commit that fails does not lose the events it carried: they ride with the next batch, in
+/// cursor order and with no gap. Only after `MAX_EVENT_ATTEMPTS` (3) failed commits in a row
+/// are they dropped, so that events that cannot be written do not fail every later change.
+/// The failure is real: a trigger, added through a second connection, aborts every insert
+/// into the events table.
+#[tokio::test]
+async fn events_of_a_failed_commit_ride_with_the_next_batch_and_are_dropped_only_after_three_failures() {
+    let dir = tempfile::tempdir().expect("dir");
+    // No flush by the clock during the test: only the changes below and readers run batches.
+    let opts = EmbeddedOptions::default().with_renewal_flush_interval(Duration::from_secs(3600));
+    let store = EmbeddedStore::open(dir.path(), opts).expect("open");
+    let db = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open db");
+    let break_events = || {
+        db.execute_batch(
+            "CREATE TRIGGER fail_events BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'injected'); END;",
+        )
+        .expect("add trigger");
+    };
+    let heal_events = || db.execute_batch("DROP TRIGGER fail_events").expect("drop trigger");
+    let ev = |subject: &str| vec![Event::new(T0, EventKind::Created, None, subject, "acme")];
+    let rec = |n: u8| record([n; 16], [n; 32], "acme", &format!("u{n}"), T0);
+
+    // One failed commit, then the cause goes away: nothing is lost.
+    store.append_events(ev("first")).await.expect("append");
+    break_events();
+    let failed = store.create(rec(1), None, T0).await;
+    assert!(matches!(failed, Err(StoreError::Unavailable { .. })), "the batch carrying the events fails: {failed:?}");
+    heal_events();
+    store.append_events(ev("second")).await.expect("append");
+    let read = store.read_events(0, 10).await.expect("read");
+    let got: Vec<_> = read.iter().map(|e| (e.cursor, e.subject.as_str())).collect();
+    assert_eq!(got, [(1, "first"), (2, "second")], "kept, in order, without a gap");
+    assert!(store.find_by_id(&rec(1).id).await.expect("find").is_none(), "the failed create did not happen");
+
+    // Events that keep failing: three changes fail with them, then they are dropped and the
+    // next change commits even though the trigger is still there.
+    store.append_events(ev("doomed")).await.expect("append");
+    break_events();
+    for n in 2..5 {
+        assert!(store.create(rec(n), None, T0).await.is_err(), "attempt with the events {n}");
+    }
+    store.create(rec(5), None, T0).await.expect("no events ride along any more: the change commits");
+    heal_events();
+    store.append_events(ev("after")).await.expect("append");
+    let read = store.read_events(0, 10).await.expect("read");
+    let got: Vec<_> = read.iter().map(|e| (e.cursor, e.subject.as_str())).collect();
+    assert_eq!(got, [(1, "first"), (2, "second"), (4, "after")], "the dropped event leaves a gap");
+    assert!(store.find_by_id(&rec(5).id).await.expect("find").is_some());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_commit_serves_many_concurrent_writers() {
     let dir = tempfile::tempdir().expect("dir");
