@@ -6,7 +6,9 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, ETAG, HOST, IF_MATCH, ORIGIN, SET_COOKIE, USER_AGENT};
+use axum::http::header::{
+    CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, IF_MATCH, ORIGIN, SET_COOKIE, USER_AGENT,
+};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -701,8 +703,8 @@ struct SessionHeaders<'a> {
 
 impl SessionHeaders<'_> {
     /// The headers of a forward-auth `200`, in this order: `X-Session-Subject`, `-Id`,
-    /// `-Tenant`, `-Aal`, `-Auth-Time`, `-Expires-In`, `-Csrf-Token` (when `csrf` is given) and
-    /// `Cache-Control: no-store`.
+    /// `-Tenant`, `-Aal`, `-Auth-Time`, `-Expires-In`, `-Csrf-Token` (when `csrf` is given),
+    /// `Cache-Control: no-store` and `Content-Length: 0`.
     ///
     /// The map is a clone of a prebuilt one with these names, whose values are then replaced
     /// in place: no header name is hashed per request. The six session values are slices of
@@ -772,6 +774,9 @@ fn session_header_template(with_csrf: bool) -> &'static HeaderMap {
             h.insert(X_SESSION_CSRF_TOKEN, HeaderValue::from_static(""));
         }
         h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // The body is always empty. Present here, axum does not insert it per response,
+        // which would hash the name and grow the cloned entries (a clone has no spare room).
+        h.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
         h
     };
     if with_csrf {
@@ -1400,6 +1405,7 @@ mod tests {
                     want.insert(X_SESSION_CSRF_TOKEN, c);
                 }
                 want.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                want.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
                 let pairs = |m: &HeaderMap| m.iter().map(|(n, v)| (n.clone(), v.clone())).collect::<Vec<_>>();
                 assert_eq!(pairs(&h), pairs(&want), "{subject:?}");
                 // Room for a Set-Cookie and HSTS.

@@ -128,11 +128,11 @@ impl CookieSettings {
     /// cookie and has a non-empty value: surrounding whitespace and double quotes removed. A
     /// header value that passed `to_str` holds no whitespace but spaces and tabs.
     fn value_in<'p>(&self, pair: &'p str) -> Option<&'p str> {
-        let (k, v) = pair.trim_matches(is_ows).split_once('=')?;
-        if v.is_empty() || k.trim_matches(is_ows) != self.name {
+        let (k, v) = trim_ows(pair).split_once('=')?;
+        if v.is_empty() || trim_ows(k) != self.name {
             return None;
         }
-        Some(v.trim_matches(is_ows).trim_matches('"'))
+        Some(trim_ows(v).trim_matches('"'))
     }
 
     /// The presented token: `Authorization: Bearer` first, then the cookie.
@@ -143,8 +143,15 @@ impl CookieSettings {
     }
 }
 
-fn is_ows(c: char) -> bool {
-    c == ' ' || c == '\t'
+/// `s` without leading and trailing spaces and tabs (the optional whitespace of RFC 9110),
+/// scanned as bytes: the same result as `trim_matches` on those two characters, without
+/// decoding characters (both are ASCII, so the cut points are character boundaries).
+fn trim_ows(s: &str) -> &str {
+    let b = s.as_bytes();
+    let ows = |c: &u8| *c == b' ' || *c == b'\t';
+    let start = b.iter().position(|c| !ows(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !ows(c)).map_or(start, |i| i + 1);
+    s.get(start..end).unwrap_or_default()
 }
 
 /// The credential of an `Authorization: Bearer` header, if there is a well-formed one.
@@ -194,6 +201,14 @@ mod tests {
             assert_eq!(attrs(&clear)[..attrs(&set).len()], attrs(&set)[..]);
             assert!(clear.ends_with("; Max-Age=0"));
             assert!(clear.starts_with(&format!("{}=;", s.name())));
+        }
+    }
+
+    #[test]
+    fn trim_ows_is_trim_matches_of_space_and_tab() {
+        for s in ["", " ", "\t \t", "a", " a ", "\ta b\t", "  caf\u{e9}  ", "\u{e9}", " \u{a0}x\u{a0} ", "=\t", "x\r "]
+        {
+            assert_eq!(trim_ows(s), s.trim_matches(|c| c == ' ' || c == '\t'), "{s:?}");
         }
     }
 

@@ -36,10 +36,16 @@ struct Entry {
 /// Two entries sharing one lock; `[0]` is the newer.
 type Set = [Option<Entry>; 2];
 
+/// One set, aligned to a cache line: its lock and newer entry share one line and no set
+/// straddles a line boundary, so a hit in the newer entry touches one line of the table
+/// instead of often two (a 104-byte set at a 104-byte stride starts anywhere in a line).
+#[repr(align(64))]
+struct Line(Mutex<Set>);
+
 /// See the [module documentation](self).
 #[derive(Default)]
 pub(crate) struct ResolveCache {
-    sets: Box<[Mutex<Set>]>,
+    sets: Box<[Line]>,
     mask: usize,
 }
 
@@ -56,7 +62,7 @@ impl ResolveCache {
             return Self::default();
         }
         let sets = entries.div_ceil(2).next_power_of_two();
-        Self { sets: (0..sets).map(|_| Mutex::new([None, None])).collect(), mask: sets - 1 }
+        Self { sets: (0..sets).map(|_| Line(Mutex::new([None, None]))).collect(), mask: sets - 1 }
     }
 
     fn set(&self, h: &TokenHash) -> Option<MutexGuard<'_, Set>> {
@@ -68,7 +74,7 @@ impl ResolveCache {
         a.copy_from_slice(&h.0[..8]);
         let at = (u64::from_le_bytes(a) as usize) & self.mask;
         // A panic cannot leave an entry half-written (entries are replaced whole).
-        Some(self.sets[at].lock().unwrap_or_else(|e| e.into_inner()))
+        Some(self.sets[at].0.lock().unwrap_or_else(|e| e.into_inner()))
     }
 
     /// The cached lookup for `h`, with the subject's current epoch.
@@ -121,7 +127,7 @@ impl ResolveCache {
     /// Forgets every entry. Call under the index's write lock.
     pub(crate) fn clear(&self) {
         for s in self.sets.iter() {
-            let old = std::mem::take(&mut *s.lock().unwrap_or_else(|e| e.into_inner()));
+            let old = std::mem::take(&mut *s.0.lock().unwrap_or_else(|e| e.into_inner()));
             drop(old);
         }
     }
@@ -129,7 +135,7 @@ impl ResolveCache {
     /// Number of cached records (for tests).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.sets.iter().map(|s| s.lock().unwrap_or_else(|e| e.into_inner()).iter().flatten().count()).sum()
+        self.sets.iter().map(|s| s.0.lock().unwrap_or_else(|e| e.into_inner()).iter().flatten().count()).sum()
     }
 }
 
@@ -141,6 +147,12 @@ mod tests {
         let mut r = crate::compact::tests::sample();
         r.token_hash = TokenHash([n; 32]);
         Arc::new(r)
+    }
+
+    #[test]
+    fn every_set_starts_a_cache_line() {
+        assert_eq!(std::mem::align_of::<Line>(), 64);
+        assert_eq!(std::mem::size_of::<Line>() % 64, 0);
     }
 
     #[test]
