@@ -284,8 +284,8 @@ impl Drop for StopGuard {
     }
 }
 
-/// Writes a batch in one transaction and commits it.
-/// Commits `events` (numbered, in cursor order) and `sql` in one transaction.
+/// Writes a batch — `events` (numbered, in cursor order), then `sql` — in one transaction and
+/// commits it.
 fn write(conn: &mut Connection, events: &[(u64, UnixMs, String)], sql: &[Sql]) -> rusqlite::Result<()> {
     if events.is_empty() && sql.is_empty() {
         return Ok(());
