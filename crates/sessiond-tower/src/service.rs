@@ -157,7 +157,13 @@ where
             let slot = Arc::new(Slot::new(layer.backend.clone(), client, presented.clone(), transport));
 
             if let Some(token) = presented.as_ref().filter(|t| SecretToken::looks_valid(t.expose())) {
-                match layer.backend.resolve(token.expose(), &slot.client).await {
+                // Most requests are answered from memory with nothing to write; the rest
+                // (a renewal or rotation due, a store round trip) take the full path.
+                let resolved = match layer.backend.resolve_now(token.expose(), &slot.client) {
+                    Some(r) => r,
+                    None => layer.backend.resolve(token.expose(), &slot.client).await,
+                };
+                match resolved {
                     Ok(r) => slot.adopt(r.session, token.clone(), r.rotated),
                     Err(Error::Unauthenticated) => {
                         tracing::debug!(?transport, "presented session token refused");

@@ -222,3 +222,38 @@ async fn store_outage_is_a_503_never_a_silent_loss_or_a_logout() {
     assert_eq!(res.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(res.cookies().is_empty());
 }
+
+/// The non-waiting path answers reads from memory exactly as `resolve` would, and leaves
+/// every request that must write (a renewal due) to `resolve`; refusals come back at once.
+#[tokio::test]
+async fn resolve_now_answers_reads_and_leaves_writes_to_resolve() {
+    let kit = TestKit::new();
+    let backend = InProcess::new(kit.engine().clone());
+    let client = ClientInfo::default();
+    let alice = kit.seed("alice").await.unwrap();
+    let version = || async { kit.engine().store().find_by_id(&alice.id).await.unwrap().unwrap().record.version };
+    let before = version().await;
+
+    let now = backend.resolve_now(alice.token(), &client).expect("in memory, nothing due").unwrap();
+    assert_eq!(now.session.id, alice.id);
+    assert!(now.rotated.is_none());
+    let full = backend.resolve(alice.token(), &client).await.unwrap();
+    assert!(now.session == full.session, "the same answer as resolve");
+    assert_eq!(version().await, before, "a read writes nothing");
+
+    // Past the renewal point (10 % of the 15-minute idle window) a request must write.
+    kit.advance(std::time::Duration::from_secs(120));
+    assert!(backend.resolve_now(alice.token(), &client).is_none(), "a renewal is left to resolve");
+    let renewed = backend.resolve(alice.token(), &client).await.unwrap();
+    assert!(renewed.session.idle_expires_at > now.session.idle_expires_at);
+    let again = backend.resolve_now(alice.token(), &client).expect("renewed, nothing due").unwrap();
+    assert_eq!(again.session.idle_expires_at, renewed.session.idle_expires_at);
+
+    // Refusals are answered without the full path.
+    let mut forged = alice.token().to_owned();
+    let last = forged.pop().unwrap();
+    forged.push(if last == 'A' { 'B' } else { 'A' });
+    assert!(matches!(backend.resolve_now(&forged, &client), Some(Err(Error::Unauthenticated))));
+    kit.engine().revoke(&alice.id, sessiond_core::RevokeReason::Admin).await.unwrap();
+    assert!(matches!(backend.resolve_now(alice.token(), &client), Some(Err(Error::Unauthenticated))));
+}

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use sessiond_core::record::{DeviceInfo, SessionRecord};
 use sessiond_core::time::UnixMs;
 use sessiond_core::token::SessionToken;
-use sessiond_core::{ClientError, CreateRequest, Engine, Policy, SessionId};
+use sessiond_core::{ClientError, CreateRequest, Engine, Policy, Resolution, SessionId};
 
 use super::{ClientInfo, Issued, IssuedToken, Login, Resolved, SecretToken, SessionBackend, SessionInfo};
 use crate::error::Result;
@@ -51,6 +51,11 @@ impl InProcess {
         }
     }
 
+    fn resolved(&self, r: &Resolution) -> Resolved {
+        let rotated = r.rotated.as_ref().map(|t| Self::issued(t, Some(&r.policy), &r.session, r.now));
+        Resolved { session: self.info(&r.session, r.aal(), r.idle_expires_at, r.now), rotated }
+    }
+
     fn issued(token: &SessionToken, policy: Option<&Arc<Policy>>, rec: &SessionRecord, now: UnixMs) -> IssuedToken {
         let persistent = policy.is_some_and(|p| p.persistent);
         IssuedToken {
@@ -70,8 +75,11 @@ impl From<Engine> for InProcess {
 impl SessionBackend for InProcess {
     async fn resolve(&self, token: &str, client: &ClientInfo) -> Result<Resolved> {
         let r = self.engine.resolve(token, &client.context()).await?;
-        let rotated = r.rotated.as_ref().map(|t| Self::issued(t, Some(&r.policy), &r.session, r.now));
-        Ok(Resolved { session: self.info(&r.session, r.aal(), r.idle_expires_at, r.now), rotated })
+        Ok(self.resolved(&r))
+    }
+
+    fn resolve_now(&self, token: &str, client: &ClientInfo) -> Option<Result<Resolved>> {
+        Some(self.engine.resolve_now(token, &client.context())?.map(|r| self.resolved(&r)).map_err(Into::into))
     }
 
     async fn create(&self, login: Login, previous_token: Option<&str>, client: &ClientInfo) -> Result<Issued> {

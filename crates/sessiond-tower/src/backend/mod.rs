@@ -282,6 +282,15 @@ pub trait SessionBackend: Send + Sync + fmt::Debug + 'static {
     /// Validates `token` and renews its session (the per-request hot path).
     async fn resolve(&self, token: &str, client: &ClientInfo) -> Result<Resolved>;
 
+    /// [`SessionBackend::resolve`] when it can answer without waiting: the session is in
+    /// memory and the request writes nothing (no renewal, rotation or device change is due).
+    /// `None` sends the caller to `resolve`. Whenever it answers, the answer is the one
+    /// `resolve` would give at that moment. The default never answers.
+    fn resolve_now(&self, token: &str, client: &ClientInfo) -> Option<Result<Resolved>> {
+        let _ = (token, client);
+        None
+    }
+
     /// Creates a session for an authenticated subject, retiring `previous_token`.
     async fn create(&self, login: Login, previous_token: Option<&str>, client: &ClientInfo) -> Result<Issued>;
 
