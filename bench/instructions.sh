@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Server-side instructions per request, counted by valgrind's callgrind: the empty handler
 # (`bench-empty`), the empty handler answering with the six session headers
-# (`bench-empty --session-headers`) and forward-auth with valid cookies drawn at random from
-# N sessions. Instruction counts do not depend on what else the machine is doing, so unlike
+# (`bench-empty --session-headers`), the empty handler taking an `Arc` state from the router as
+# every v1 handler does (`bench-empty --with-state`) and forward-auth with valid cookies drawn
+# at random from N sessions. Instruction counts do not depend on what else the machine is doing, so unlike
 # requests/s they can tell two builds apart by a few percent on a shared, noisy machine; they
 # are not time (cache misses, system calls and the client are not in them), so the bars stay
 # measured by bench/forward-auth.sh. Loopback only. Needs valgrind, curl and python3.
@@ -117,6 +118,7 @@ measure() {
 : >"$WORK/results"
 measure empty / bench-empty
 measure headers / bench-empty --session-headers
+measure with-state / bench-empty --with-state
 measure forward-auth /v1/auth serve --dev "${STORE_ARGS[@]}"
 
 echo "== server instructions per request ($REQUESTS requests after $WARMUP warm-up, $SESSIONS sessions)"

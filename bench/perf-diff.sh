@@ -9,6 +9,7 @@
 #
 #   bench/perf-diff.sh                    # 8 s per server, top 40 symbols
 #   DURATION=15 TOP=60 SESSIONS=10000 bench/perf-diff.sh
+#   KEEP=/tmp/pd bench/perf-diff.sh       # also copy perf.auth and perf.empty there (perf annotate -i)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -37,6 +38,7 @@ profile() { # name pid addr path
   local rec=$!
   load "$3" "$4" "$DURATION" | awk '/Requests\/sec/ {print $2}' >"$WORK/rps.$1"
   wait "$rec" || true
+  [ -n "${KEEP:-}" ] && cp "$WORK/perf.$1" "$KEEP/"
   perf report -i "$WORK/perf.$1" -n --no-children --sort sym --stdio 2>/dev/null |
     awk '/^ +[0-9.]+%/ {n = $2; $1 = ""; $2 = ""; sub(/^ +/, ""); print n "\t" $0}' >"$WORK/syms.$1"
   echo "== $1: $(cat "$WORK/rps.$1") requests/s"

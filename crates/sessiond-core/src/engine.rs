@@ -317,10 +317,7 @@ impl Engine {
     /// Invalid fields or an unknown policy ([`Error::Client`]); the subject at its limit
     /// under `deny_new` ([`ClientError::LimitReached`]); store failures.
     pub async fn create(&self, req: CreateRequest) -> Result<Created> {
-        check_name(&req.subject, "subject")?;
-        if !req.tenant.is_empty() {
-            check_name(&req.tenant, "tenant")?;
-        }
+        check_owner(&req.tenant, &req.subject)?;
         if req.aal > 3 {
             return Err(MalformedInput::Field("aal must be 0 to 3").into());
         }
@@ -907,7 +904,8 @@ impl Engine {
     /// devices"). Returns the revoked ids.
     ///
     /// # Errors
-    /// Store failures.
+    /// A subject or tenant that no session could have ([`MalformedInput`], nothing changed);
+    /// store failures.
     pub async fn revoke_subject(
         &self,
         tenant: &str,
@@ -915,6 +913,7 @@ impl Engine {
         except: Option<&SessionId>,
         reason: RevokeReason,
     ) -> Result<Vec<SessionId>> {
+        check_owner(tenant, subject)?;
         let now = self.now();
         let gone = self.inner.store.delete_subject(tenant, subject, except).await?;
         self.emit(
@@ -926,11 +925,23 @@ impl Engine {
         Ok(gone.iter().map(|r| r.id).collect())
     }
 
-    /// Revokes every session of a tenant.
+    /// Revokes every session of a named tenant.
+    ///
+    /// The default tenant (`""`) is refused rather than emptied: in a single-tenant
+    /// deployment it holds every session, and an empty name here is far more often an unset
+    /// variable in the caller than an intent to log everyone out.
     ///
     /// # Errors
-    /// Store failures.
+    /// An empty, over-long or control-character tenant ([`MalformedInput`], nothing changed);
+    /// store failures.
     pub async fn revoke_tenant(&self, tenant: &str) -> Result<Vec<SessionId>> {
+        if tenant.is_empty() {
+            return Err(MalformedInput::Field(
+                "revoking a tenant needs its name; the default (empty) tenant's sessions are revoked per subject",
+            )
+            .into());
+        }
+        check_name(tenant, "tenant")?;
         let now = self.now();
         let gone = self.inner.store.delete_tenant(tenant).await?;
         self.emit(
@@ -947,8 +958,10 @@ impl Engine {
     /// created afterwards are unaffected. Returns the new epoch.
     ///
     /// # Errors
-    /// Store failures.
+    /// A subject or tenant that no session could have ([`MalformedInput`], nothing changed);
+    /// store failures.
     pub async fn bump_epoch(&self, tenant: &str, subject: &str) -> Result<u64> {
+        check_owner(tenant, subject)?;
         let now = self.now();
         let epoch = self.inner.store.bump_epoch(tenant, subject).await?;
         self.emit(vec![Event::new(now, EventKind::Revoked(RevokeReason::Epoch), None, subject, tenant)
@@ -960,8 +973,9 @@ impl Engine {
     /// A page of a subject's live sessions, oldest first (at most [`MAX_PAGE`]).
     ///
     /// # Errors
-    /// Store failures.
+    /// A subject or tenant that no session could have ([`MalformedInput`]); store failures.
     pub async fn list(&self, tenant: &str, subject: &str, after: Option<PageCursor>, limit: usize) -> Result<Page> {
+        check_owner(tenant, subject)?;
         let now = self.now();
         let epoch = self.inner.store.subject_epoch(tenant, subject).await?;
         let mut page = self.inner.store.list_subject(tenant, subject, after, limit.clamp(1, MAX_PAGE), now).await?;
@@ -1018,6 +1032,17 @@ fn truncate(s: &mut String, max: usize) {
     }
 }
 
+/// Checks the owner of a session as [`Engine::create`] does: a subject of 1 to 256 bytes and
+/// a tenant of at most 256 (empty: the default tenant), neither with control characters. The
+/// subject-wide operations check the same, so that a name no session could have is refused
+/// instead of creating an epoch row or an event for it.
+fn check_owner(tenant: &str, subject: &str) -> std::result::Result<(), MalformedInput> {
+    check_name(subject, "subject")?;
+    if !tenant.is_empty() {
+        check_name(tenant, "tenant")?;
+    }
+    Ok(())
+}
 fn check_amr(amr: &[String]) -> Result<(), MalformedInput> {
     if amr.len() > 16 {
         return Err(MalformedInput::Field("at most 16 amr values"));

@@ -110,17 +110,22 @@ impl SessionView {
 #[serde(deny_unknown_fields)]
 pub struct CreateSessionRequest {
     /// The authenticated user (1 to 256 bytes, no control characters).
+    #[schema(min_length = 1, max_length = 256)]
     pub subject: String,
-    /// The tenant; empty for single-tenant use.
+    /// The tenant (at most 256 bytes, no control characters); empty for single-tenant use.
     #[serde(default)]
+    #[schema(max_length = 256)]
     pub tenant: String,
-    /// Policy class; `default` when absent.
+    /// Policy class (a configured policy name, 1 to 256 bytes); `default` when absent.
+    #[schema(min_length = 1, max_length = 256)]
     pub policy: Option<String>,
     /// Assurance level reached (0 to 3); default 1.
     #[serde(default = "one")]
+    #[schema(minimum = 0, maximum = 3)]
     pub aal: u8,
-    /// Authentication methods used (RFC 8176), e.g. `["pwd", "otp"]`.
+    /// Authentication methods used (RFC 8176, at most 16), e.g. `["pwd", "otp"]`.
     #[serde(default)]
+    #[schema(max_items = 16)]
     pub amr: Vec<String>,
     /// When the user authenticated, Unix milliseconds; default now.
     pub auth_time: Option<u64>,
@@ -230,9 +235,11 @@ pub struct ElevateRequest {
     /// The session's current token.
     pub token: String,
     /// The AAL reached by the step-up (1 to 3).
+    #[schema(minimum = 1, maximum = 3)]
     pub aal: u8,
-    /// Methods used in the step-up.
+    /// Methods used in the step-up (at most 16).
     #[serde(default)]
+    #[schema(max_items = 16)]
     pub amr: Vec<String>,
     /// The client's `User-Agent`.
     pub user_agent: Option<String>,
@@ -265,11 +272,13 @@ pub struct RevisionResponse {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct ListQuery {
-    /// The tenant (default empty).
+    /// The tenant (default empty; at most 256 bytes).
+    #[param(max_length = 256)]
     pub tenant: Option<String>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1 to 1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<usize>,
     /// The caller's current session id, to flag `is_current`.
     pub current: Option<String>,
@@ -289,7 +298,8 @@ pub struct SessionPage {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct RevokeSubjectQuery {
-    /// The tenant (default empty).
+    /// The tenant (default empty; at most 256 bytes).
+    #[param(max_length = 256)]
     pub tenant: Option<String>,
     /// A session id to keep ("log out my other devices").
     pub except: Option<String>,
@@ -300,7 +310,8 @@ pub struct RevokeSubjectQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct TenantQuery {
-    /// The tenant (default empty).
+    /// The tenant (default empty; at most 256 bytes).
+    #[param(max_length = 256)]
     pub tenant: Option<String>,
 }
 
@@ -326,6 +337,7 @@ pub struct EventsQuery {
     /// Return events after this cursor (default 0: from the start).
     pub after: Option<u64>,
     /// At most this many (1 to 10000, default 100).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
 }
 
@@ -467,7 +479,14 @@ fn parse_if_match(headers: &HeaderMap) -> Result<Option<u64>, Problem> {
     if s == "*" {
         return Ok(None);
     }
-    let s = s.strip_prefix("W/").unwrap_or(s).trim_matches('"');
+    if s.starts_with("W/") {
+        // RFC 9110 §13.1.1: If-Match compares strongly, so a weak tag never matches; refused
+        // here rather than treated as the strong tag it is not.
+        return Err(Problem::malformed(
+            "If-Match must be a strong entity tag such as \"3\"; a weak tag (W/) never matches",
+        ));
+    }
+    let s = s.strip_prefix('"').and_then(|s| s.strip_suffix('"')).unwrap_or(s);
     s.parse().map(Some).map_err(|_| bad())
 }
 
@@ -489,11 +508,13 @@ fn revision_response(rev: u64) -> Response {
     responses(
         (status = 201, description = "Created; hand `token` / `set_cookie` to the client", body = CreatedResponse),
         (status = 400, description = "Malformed request or unknown policy", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 401, description = "Missing or wrong API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = crate::openapi::Unauthorized),
         (status = 409, description = "Concurrent session limit reached", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 413, description = "Body too large", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 415, description = "Not JSON", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, response = crate::openapi::RequestTimeout),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn create(_: Service, State(s): State<AppState>, Body(req): Body<CreateSessionRequest>) -> ApiResult {
     let ip = parse_ip(req.ip.as_deref())?;
@@ -534,7 +555,11 @@ pub async fn create(_: Service, State(s): State<AppState>, Body(req): Body<Creat
         (status = 400, description = "Malformed request", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Invalid, expired or revoked session, or missing API key", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Step-up required by `require`", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, response = crate::openapi::RequestTimeout),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn resolve(
     _: Service,
@@ -544,8 +569,13 @@ pub async fn resolve(
 ) -> ApiResult {
     let ip = parse_ip(req.ip.as_deref())?;
     let ctx = sessiond_core::RequestContext { ip, user_agent: req.user_agent.as_deref() };
-    // Failures count against the end user's IP when the application passes it.
-    let r = match s.engine().resolve(&req.token, &ctx).await {
+    // Failures count against the end user's IP when the application passes it. The
+    // non-waiting path first, as in `forward_auth`.
+    let resolved = match s.engine().resolve_now(&req.token, &ctx) {
+        Some(r) => r,
+        None => s.engine().resolve(&req.token, &ctx).await,
+    };
+    let r = match resolved {
         Ok(r) => r,
         Err(e) => return Err(token_problem(&s, ip.or(meta.ip), "/v1/sessions/resolve", e).await),
     };
@@ -580,7 +610,13 @@ pub async fn resolve(
     security(("api_key" = [])),
     responses(
         (status = 200, description = "Remaining time", body = PeekResponse),
+        (status = 400, response = crate::openapi::BadRequest),
         (status = 401, description = "Invalid, expired or revoked session, or missing API key", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, response = crate::openapi::RequestTimeout),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn peek(_: Service, State(s): State<AppState>, meta: ClientMeta, Body(req): Body<TokenRequest>) -> ApiResult {
     let r = match s.engine().peek(&req.token).await {
@@ -610,7 +646,7 @@ pub async fn peek(_: Service, State(s): State<AppState>, meta: ClientMeta, Body(
         (status = 401, description = "No, invalid, expired or revoked session", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Step-up required (hint in the body and `WWW-Authenticate`) or CSRF check failed", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Too many tokens sessiond never issued from this source (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn forward_auth(State(s): State<AppState>, req: axum::extract::Request) -> ApiResult {
     // The request itself (not a `HeaderMap` extractor, which would clone every header), split
@@ -816,6 +852,7 @@ fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
         (status = 401, description = "No, invalid, expired or revoked session", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "Step-up required or CSRF check failed", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Throttled source", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn forward_auth_rest(state: State<AppState>, req: axum::extract::Request) -> ApiResult {
     forward_auth(state, req).await
@@ -823,13 +860,16 @@ pub async fn forward_auth_rest(state: State<AppState>, req: axum::extract::Reque
 
 /// The proxy headers naming the original request, found in one pass over the request's
 /// headers instead of up to four hashed lookups of custom names (each hashes the whole name).
-/// Every field is what `HeaderMap::get` gives for that name (its first value).
+/// Every field is what `HeaderMap::get` gives for that name (its first value); `repeated`
+/// says whether one of the four names came more than once, which [`OriginalHeaders::uri`]
+/// refuses: a proxy that appends instead of replacing would let the client's own value win.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct OriginalHeaders<'h> {
     forwarded_uri: Option<&'h HeaderValue>,
     original_uri: Option<&'h HeaderValue>,
     forwarded_method: Option<&'h HeaderValue>,
     original_method: Option<&'h HeaderValue>,
+    repeated: bool,
 }
 
 impl<'h> OriginalHeaders<'h> {
@@ -855,6 +895,9 @@ impl<'h> OriginalHeaders<'h> {
             } else {
                 continue;
             };
+            if slot.is_some() {
+                o.repeated = true;
+            }
             slot.get_or_insert(value);
         }
         o
@@ -866,6 +909,9 @@ impl<'h> OriginalHeaders<'h> {
             original_uri: headers.get(X_ORIGINAL_URI),
             forwarded_method: headers.get(X_FORWARDED_METHOD),
             original_method: headers.get(X_ORIGINAL_METHOD),
+            repeated: [X_FORWARDED_URI, X_ORIGINAL_URI, X_FORWARDED_METHOD, X_ORIGINAL_METHOD]
+                .iter()
+                .any(|n| headers.get_all(n).iter().nth(1).is_some()),
         }
     }
 
@@ -876,6 +922,11 @@ impl<'h> OriginalHeaders<'h> {
     where
         'h: 'u,
     {
+        if self.repeated {
+            return Err(Problem::malformed(
+                "a header naming the original request (X-Forwarded-Uri, X-Original-URI, X-Forwarded-Method, X-Original-Method) appears more than once",
+            ));
+        }
         if let Some(v) = self.forwarded_uri.or(self.original_uri) {
             return v.to_str().map_err(|_| Problem::malformed("the original request URI header must be ASCII text"));
         }
@@ -976,6 +1027,11 @@ fn logout_csrf_ok(s: &AppState, headers: &HeaderMap, id: &SessionId) -> bool {
         (status = 400, description = "Malformed id or body", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Invalid, expired or revoked session, or missing API key", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "The token belongs to another session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, response = crate::openapi::RequestTimeout),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn rotate(
     _: Service,
@@ -1010,6 +1066,11 @@ fn rotated_response(s: &AppState, rec: &SessionRecord, token: &sessiond_core::to
         (status = 400, description = "Malformed id, AAL or AMR", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 401, description = "Invalid, expired or revoked session, or missing API key", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 403, description = "The token belongs to another session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, response = crate::openapi::RequestTimeout),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn elevate(
     _: Service,
@@ -1033,7 +1094,10 @@ pub async fn elevate(
     responses(
         (status = 200, description = "The session", body = SessionView),
         (status = 400, description = "Malformed id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, description = "No live session with this id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn show(_: Service, State(s): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult {
     let id = parse_id(&id)?;
@@ -1052,7 +1116,10 @@ pub async fn show(_: Service, State(s): State<AppState>, PathParams(id): PathPar
     responses(
         (status = 204, description = "Revoked"),
         (status = 400, description = "Malformed id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, description = "No such session", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn revoke(_: Service, State(s): State<AppState>, PathParams(id): PathParams<String>) -> ApiResult {
     let id = parse_id(&id)?;
@@ -1068,15 +1135,21 @@ pub async fn revoke(_: Service, State(s): State<AppState>, PathParams(id): PathP
     security(("api_key" = [])),
     params(
         ("id" = String, Path, description = "Session id"),
-        ("key" = String, Path, description = "Data key"),
+        ("key" = String, Path, min_length = 1, max_length = 256, description = "Data key (1 to 256 bytes, no control characters)"),
         ("If-Match" = Option<String>, Header, description = "Expected data revision, e.g. `\"3\"`"),
     ),
-    request_body(content = Object, description = "Any JSON value"),
+    request_body(content = serde_json::Value, description = "Any JSON value", content_type = "application/json"),
     responses(
         (status = 200, description = "Written; new revision (also in `ETag`)", body = RevisionResponse),
         (status = 400, description = "Malformed key, value or If-Match", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, description = "No live session", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Revision conflict; `current_revision` in the body", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 408, response = crate::openapi::RequestTimeout),
+        (status = 413, response = crate::openapi::PayloadTooLarge),
+        (status = 415, response = crate::openapi::UnsupportedMediaType),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn set_data(
     _: Service,
@@ -1101,8 +1174,12 @@ pub async fn set_data(
     ),
     responses(
         (status = 200, description = "Removed; new revision", body = RevisionResponse),
+        (status = 400, description = "Malformed id, key or If-Match", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = crate::openapi::Unauthorized),
         (status = 404, description = "No live session", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 409, description = "Revision conflict", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn remove_data(
     _: Service,
@@ -1119,10 +1196,13 @@ pub async fn remove_data(
 /// A page of a subject's live sessions ("your active sessions").
 #[utoipa::path(get, path = "/v1/subjects/{subject}/sessions", tag = "subjects",
     security(("api_key" = [])),
-    params(("subject" = String, Path, description = "Subject"), ListQuery),
+    params(("subject" = String, Path, min_length = 1, max_length = 256, description = "Subject (1 to 256 bytes)"), ListQuery),
     responses(
         (status = 200, description = "A page", body = SessionPage),
-        (status = 400, description = "Malformed cursor, limit or id", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed subject, tenant, cursor, limit or id, or an unknown query parameter", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn list(
     _: Service,
@@ -1153,10 +1233,13 @@ pub async fn list(
 /// Revokes all of a subject's sessions, optionally except one.
 #[utoipa::path(delete, path = "/v1/subjects/{subject}/sessions", tag = "subjects",
     security(("api_key" = [])),
-    params(("subject" = String, Path, description = "Subject"), RevokeSubjectQuery),
+    params(("subject" = String, Path, min_length = 1, max_length = 256, description = "Subject (1 to 256 bytes)"), RevokeSubjectQuery),
     responses(
         (status = 200, description = "Revoked", body = RevokedResponse),
-        (status = 400, description = "Malformed `except`", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed subject, tenant or `except`, or an unknown query parameter", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn revoke_subject(
     _: Service,
@@ -1175,8 +1258,14 @@ pub async fn revoke_subject(
 /// Revokes every session of a tenant.
 #[utoipa::path(delete, path = "/v1/tenants/{tenant}/sessions", tag = "subjects",
     security(("api_key" = [])),
-    params(("tenant" = String, Path, description = "Tenant")),
-    responses((status = 200, description = "Revoked", body = RevokedResponse)))]
+    params(("tenant" = String, Path, min_length = 1, max_length = 256, description = "Tenant (1 to 256 bytes; the default, empty tenant is revoked per subject)")),
+    responses(
+        (status = 200, description = "Revoked", body = RevokedResponse),
+        (status = 400, description = "Malformed tenant", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ))]
 pub async fn revoke_tenant(_: Service, State(s): State<AppState>, PathParams(tenant): PathParams<String>) -> ApiResult {
     let gone = s.engine().revoke_tenant(&tenant).await?;
     Ok(no_store_json(StatusCode::OK, &RevokedResponse { revoked: gone.iter().map(ToString::to_string).collect() }))
@@ -1185,8 +1274,14 @@ pub async fn revoke_tenant(_: Service, State(s): State<AppState>, PathParams(ten
 /// Bumps the subject's security epoch: all its existing sessions stop resolving at once.
 #[utoipa::path(post, path = "/v1/subjects/{subject}/epoch", tag = "subjects",
     security(("api_key" = [])),
-    params(("subject" = String, Path, description = "Subject"), TenantQuery),
-    responses((status = 200, description = "Bumped", body = EpochResponse)))]
+    params(("subject" = String, Path, min_length = 1, max_length = 256, description = "Subject (1 to 256 bytes)"), TenantQuery),
+    responses(
+        (status = 200, description = "Bumped", body = EpochResponse),
+        (status = 400, description = "Malformed subject or tenant, or an unknown query parameter", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::StoreUnavailable),
+    ))]
 pub async fn bump_epoch(
     _: Service,
     State(s): State<AppState>,
@@ -1211,7 +1306,7 @@ pub async fn bump_epoch(
         (status = 204, description = "Logged out; cookie cleared"),
         (status = 403, description = "Cookie logout without a CSRF proof, or cross-site", body = ProblemDoc, content_type = "application/problem+json"),
         (status = 429, description = "Too many tokens sessiond never issued from this source (`Retry-After`)", body = ProblemDoc, content_type = "application/problem+json"),
-        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn logout(State(s): State<AppState>, meta: ClientMeta, headers: HeaderMap) -> ApiResult {
     if let Some((token, source)) = s.cookie().token(&headers) {
@@ -1263,7 +1358,10 @@ pub async fn logout(State(s): State<AppState>, meta: ClientMeta, headers: Header
     params(EventsQuery),
     responses(
         (status = 200, description = "Events", body = EventPage),
-        (status = 400, description = "Malformed query", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 400, description = "Malformed query, `limit` out of bounds, or an unknown query parameter", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 401, response = crate::openapi::Unauthorized),
+        (status = 429, response = crate::openapi::TooManyRequests),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn events(_: Service, State(s): State<AppState>, QueryParams(q): QueryParams<EventsQuery>) -> ApiResult {
     let after = q.after.unwrap_or(0);
@@ -1287,7 +1385,7 @@ pub async fn healthz() -> Response {
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Status),
-        (status = 503, description = "Store unavailable", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 503, response = crate::openapi::StoreUnavailable),
     ))]
 pub async fn readyz(State(s): State<AppState>) -> ApiResult {
     s.engine().store().ping().await?;
@@ -1349,6 +1447,16 @@ mod tests {
         let o = OriginalHeaders::of(&h);
         assert_eq!(o.forwarded_uri.map(HeaderValue::as_bytes), Some(&b"/first0"[..]));
         assert_eq!(o.original_method.map(HeaderValue::as_bytes), Some(&b"POST"[..]));
+        assert!(o.repeated);
+        assert!(o.uri(&"/v1/auth".parse().expect("uri")).is_err(), "a repeated name is refused, not resolved");
+        // Each of the four names alone, repeated, is refused; different names are not.
+        for n in &names {
+            let mut one = HeaderMap::new();
+            one.append(n.clone(), HeaderValue::from_static("/ok"));
+            assert!(!OriginalHeaders::of(&one).repeated);
+            one.append(n.clone(), HeaderValue::from_static("/admin"));
+            assert!(OriginalHeaders::of(&one).repeated && OriginalHeaders::looked_up(&one).repeated, "{n}");
+        }
         // Past the scan limit, the hashed lookups are used; same answer.
         for i in 0..OriginalHeaders::SCAN_LIMIT {
             h.append(

@@ -3,7 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
 
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, STRICT_TRANSPORT_SECURITY, USER_AGENT};
 use axum::http::request::Parts;
@@ -11,7 +11,7 @@ use axum::http::{Extensions, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get, post, put};
-use axum::{Json, Router};
+use axum::Router;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use sessiond_core::Engine;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -273,20 +273,34 @@ pub fn router(state: AppState) -> Router {
     with_common_layers(routes, &http)
 }
 
+/// The handler of the benchmark's [`empty_router`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EmptyHandler {
+    /// `GET /` does nothing: the baseline of the forward-auth bar.
+    Empty,
+    /// Answers with the six `X-Session-*` headers of a forward-auth `200` (fixed, typical
+    /// values): a second baseline, to tell the cost of the larger response from the cost of
+    /// the session work.
+    SessionHeaders,
+    /// Does nothing, but takes an `Arc` state from the router the way every v1 handler takes
+    /// [`AppState`]: a third baseline, to tell what axum's per-request clones of a handler
+    /// that has state cost (the empty handler is zero-sized, so cloning its route is nearly
+    /// free).
+    WithState,
+}
+
 /// An empty `GET /` handler behind [`with_common_layers`]: the baseline of the forward-auth
-/// benchmark.
-///
-/// With `session_headers`, the handler answers with the six `X-Session-*` headers of a
-/// forward-auth `200` (fixed, typical values): a second baseline, to tell the cost of the
-/// larger response from the cost of the session work.
-pub fn empty_router(http: &HttpSettings, session_headers: bool) -> Router {
+/// benchmark (see [`EmptyHandler`] for the variants).
+pub fn empty_router(http: &HttpSettings, handler: EmptyHandler) -> Router {
     // The same process-wide metrics recorder as `serve`, so the baseline pays for the same
     // per-request metrics as the real routes.
     let _ = install_metrics();
-    let router = if session_headers {
-        Router::new().route("/", get(|| async { crate::api::fixed_session_headers() }))
-    } else {
-        Router::new().route("/", get(|| async {}))
+    let router = match handler {
+        EmptyHandler::Empty => Router::new().route("/", get(|| async {})),
+        EmptyHandler::SessionHeaders => Router::new().route("/", get(|| async { crate::api::fixed_session_headers() })),
+        EmptyHandler::WithState => {
+            Router::new().route("/", get(|_: axum::extract::State<Arc<u64>>| async {})).with_state(Arc::new(0u64))
+        }
     };
     with_common_layers(router, http)
 }
@@ -388,9 +402,115 @@ fn route_metrics(route: &str, status: StatusCode) -> RouteHandles {
 }
 
 /// A JSON body whose rejections are problems: 415 for a wrong content type, 413 for an
-/// oversized body, 400 with the parser's message otherwise.
+/// oversized body (once the limit has been read), 408 when the body does not arrive within
+/// [`BODY_READ_TIMEOUT`] (whatever `Content-Length` announced), 400 for JSON that does not
+/// parse or does not fit. The 400 messages name where the body went wrong (line, column,
+/// field path) and what was expected, never the value the client sent: a body may hold a
+/// pasted token or secret.
 #[derive(Debug)]
 pub struct Body<T>(pub T);
+
+/// How long a client may take to send a request body once its head has arrived.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = Problem;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if !is_json(req.headers()) {
+            return Err(Problem::new(
+                ProblemKind::UnsupportedMediaType,
+                "the request body must be JSON with Content-Type: application/json",
+            ));
+        }
+        let bytes = match tokio::time::timeout(BODY_READ_TIMEOUT, axum::body::Bytes::from_request(req, state)).await {
+            Err(_) => return Err(Problem::new(ProblemKind::RequestTimeout, "the request body did not arrive in time")),
+            Ok(Err(rej)) if rej.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                return Err(Problem::new(ProblemKind::PayloadTooLarge, "the request body is larger than the limit"))
+            }
+            Ok(Err(_)) => return Err(Problem::malformed("the request body could not be read")),
+            Ok(Ok(b)) => b,
+        };
+        let mut de = serde_json::Deserializer::from_slice(&bytes);
+        let value = serde_path_to_error::deserialize(&mut de).map_err(|e| json_problem(&e))?;
+        de.end().map_err(|e| {
+            Problem::malformed(format!(
+                "the request body has data after the JSON value (line {}, column {})",
+                e.line(),
+                e.column()
+            ))
+        })?;
+        Ok(Body(value))
+    }
+}
+
+/// Whether the request says its body is JSON (`application/json` or `application/*+json`).
+fn is_json(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+}
+
+fn json_problem(e: &serde_path_to_error::Error<serde_json::Error>) -> Problem {
+    let inner = e.inner();
+    let at = format!("line {}, column {}", inner.line(), inner.column());
+    if !inner.is_data() {
+        return Problem::malformed(format!("the request body is not valid JSON ({at})"));
+    }
+    let reason = data_reason(inner);
+    // The path of an unknown field ends with the client's key: name its parent instead.
+    let mut segments: Vec<_> = e.path().iter().collect();
+    if reason.starts_with("unknown field") {
+        segments.pop();
+    }
+    let mut path = String::new();
+    for seg in segments {
+        match seg {
+            serde_path_to_error::Segment::Seq { index } => path.push_str(&format!("[{index}]")),
+            serde_path_to_error::Segment::Map { key } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(key);
+            }
+            serde_path_to_error::Segment::Enum { variant } => {
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(variant);
+            }
+            serde_path_to_error::Segment::Unknown => path.push_str(".?"),
+        }
+    }
+    let field = if path.is_empty() { String::new() } else { format!(" at `{}`", short(path)) };
+    Problem::malformed(format!("the request body does not have the expected shape{field} ({at}): {reason}"))
+}
+
+/// What serde says was wrong with a value, without the value: serde's messages quote what the
+/// client sent (`invalid type: string "…", expected u8`), and a body may hold a secret. The
+/// expectation comes from our own types and is kept.
+fn data_reason(e: &serde_json::Error) -> String {
+    let msg = e.to_string();
+    // serde_json appends " at line L column C"; the caller states the position itself.
+    let msg = msg.rsplit_once(" at line ").map_or(msg.as_str(), |(m, _)| m);
+    if msg.starts_with("missing field `") {
+        return short(msg.to_owned());
+    }
+    let kind = ["invalid type", "invalid value", "invalid length", "unknown field", "unknown variant"]
+        .into_iter()
+        .find(|k| msg.starts_with(k))
+        .unwrap_or("invalid value");
+    match msg.rsplit_once(", expected ") {
+        Some((_, expected)) => short(format!("{kind}, expected {expected}")),
+        None => kind.to_owned(),
+    }
+}
 
 fn short(s: String) -> String {
     let mut s = s;
@@ -403,40 +523,6 @@ fn short(s: String) -> String {
         s.push('…');
     }
     s
-}
-
-impl<T, S> FromRequest<S> for Body<T>
-where
-    T: serde::de::DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = Problem;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(Body(v)),
-            Err(rej) => Err(json_problem(rej)),
-        }
-    }
-}
-
-fn json_problem(rej: JsonRejection) -> Problem {
-    match rej {
-        JsonRejection::MissingJsonContentType(_) => Problem::new(
-            ProblemKind::UnsupportedMediaType,
-            "the request body must be JSON with Content-Type: application/json",
-        ),
-        JsonRejection::JsonSyntaxError(e) => {
-            Problem::malformed(short(format!("the request body is not valid JSON: {}", e.body_text())))
-        }
-        JsonRejection::JsonDataError(e) => {
-            Problem::malformed(short(format!("the request body does not have the expected shape: {}", e.body_text())))
-        }
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            Problem::new(ProblemKind::PayloadTooLarge, "the request body is larger than the limit")
-        }
-        _ => Problem::malformed("the request body could not be read"),
-    }
 }
 
 /// Path parameters whose rejections are 400 problems.

@@ -25,6 +25,7 @@ pub mod backend;
 pub mod config;
 pub mod cookie;
 pub mod data_dir;
+pub mod idle;
 pub mod openapi;
 pub mod path;
 pub mod problem;

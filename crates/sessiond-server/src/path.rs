@@ -12,8 +12,11 @@
 //! 2. the path must start with `/` and be printable ASCII (percent-encode everything else);
 //! 3. `%XX` escapes of unreserved characters (`A-Z a-z 0-9 - . _ ~`) are decoded (RFC 3986
 //!    §6.2.2.2), other escapes are kept with upper-case hex (§6.2.2.1); the escapes of `/`
-//!    (`%2F`), `\` (`%5C`) and NUL (`%00`) are refused, as are a literal `\`, malformed
-//!    escapes and escapes that do not decode to UTF-8;
+//!    (`%2F`), `\` (`%5C`), `;` (`%3B`, a path-parameter delimiter to some backends and
+//!    "ambiguous" to others) and of every control character (`%00`–`%1F`, `%7F`, which
+//!    backends strip or trim) are refused, as are a segment that starts or ends with an
+//!    encoded space (`/admin%20`, which backends that trim segments serve as `/admin`), a
+//!    literal `\`, malformed escapes and escapes that do not decode to UTF-8;
 //! 4. runs of `/` are merged;
 //! 5. path parameters (`;…` inside a segment, which Tomcat-style backends ignore) are removed;
 //! 6. dot-segments are removed (RFC 3986 §5.2.4).
@@ -32,7 +35,8 @@ pub enum PathError {
     ForbiddenCharacter,
     /// A `%` not followed by two hex digits.
     MalformedEscape,
-    /// `%2F`, `%5C` or `%00`: the backend may treat them as separators or terminators.
+    /// `%2F`, `%5C`, `%3B`, an escaped control character, or a segment that starts or ends
+    /// with `%20`: the backend may treat them as separators, terminators or trim them.
     ForbiddenEscape,
     /// Percent-escapes that do not decode to UTF-8.
     InvalidUtf8,
@@ -44,7 +48,9 @@ impl fmt::Display for PathError {
             PathError::NotAbsolutePath => "the original request path must start with `/`",
             PathError::ForbiddenCharacter => "the original request path holds a forbidden character",
             PathError::MalformedEscape => "the original request path holds a malformed percent-escape",
-            PathError::ForbiddenEscape => "the original request path holds an encoded `/`, `\\` or NUL",
+            PathError::ForbiddenEscape => {
+                "the original request path holds an encoded `/`, `\\`, `;` or control character, or a segment that starts or ends with an encoded space"
+            }
             PathError::InvalidUtf8 => "the original request path does not decode to UTF-8",
         })
     }
@@ -153,8 +159,16 @@ pub fn normalize(uri: &str) -> Result<String, PathError> {
                 return Err(PathError::MalformedEscape);
             };
             let v = h << 4 | l;
-            if matches!(v, b'/' | b'\\' | 0) {
+            if matches!(v, b'/' | b'\\' | b';') || v.is_ascii_control() {
                 return Err(PathError::ForbiddenEscape);
+            }
+            // An encoded space at either end of a segment (`/`, `%20…`, `…%20/` or the end).
+            if v == b' ' {
+                let before = if i == 0 { None } else { Some(bytes[i - 1]) };
+                let after = bytes.get(i + 3).copied();
+                if before == Some(b'/') || matches!(after, None | Some(b'/' | b';' | b'?' | b'#')) {
+                    return Err(PathError::ForbiddenEscape);
+                }
             }
             decoded.push(v);
             if unreserved(v) {
@@ -234,7 +248,6 @@ mod tests {
             ("/", "/"),
             ("/..", "/"),
             ("/a%20b", "/a%20b"),
-            ("/a%3bb", "/a%3Bb"),
             ("/caf%C3%A9", "/caf%C3%A9"),
             ("/~user/x", "/~user/x"),
         ] {
@@ -250,6 +263,17 @@ mod tests {
             ("/x/..%2fadmin", PathError::ForbiddenEscape),
             ("/admin%5ckeys", PathError::ForbiddenEscape),
             ("/admin%00.html", PathError::ForbiddenEscape),
+            ("/admin%0a", PathError::ForbiddenEscape),
+            ("/admin%0D", PathError::ForbiddenEscape),
+            ("/admin%09", PathError::ForbiddenEscape),
+            ("/admin%7f", PathError::ForbiddenEscape),
+            ("/admin%1b/x", PathError::ForbiddenEscape),
+            ("/admin%3B", PathError::ForbiddenEscape),
+            ("/admin%3bx/keys", PathError::ForbiddenEscape),
+            ("/admin%20", PathError::ForbiddenEscape),
+            ("/admin%20/keys", PathError::ForbiddenEscape),
+            ("/%20admin", PathError::ForbiddenEscape),
+            ("/admin%20?x=1", PathError::ForbiddenEscape),
             ("/admin\\keys", PathError::ForbiddenCharacter),
             ("/x\\..\\admin", PathError::ForbiddenCharacter),
             ("/adm in", PathError::ForbiddenCharacter),

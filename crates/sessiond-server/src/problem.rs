@@ -38,6 +38,8 @@ pub enum ProblemKind {
     NotFound,
     /// 413: the request body is larger than the configured limit.
     PayloadTooLarge,
+    /// 408: the client did not send the request body in time.
+    RequestTimeout,
     /// 401: the session passed its idle or absolute deadline.
     SessionExpired,
     /// 401: the session was revoked (security epoch, token replay, device binding).
@@ -61,7 +63,7 @@ pub enum ProblemKind {
 
 impl ProblemKind {
     /// Every kind, for documentation and tests.
-    pub const ALL: [ProblemKind; 18] = [
+    pub const ALL: [ProblemKind; 19] = [
         ProblemKind::Conflict,
         ProblemKind::CsrfRejected,
         ProblemKind::Internal,
@@ -71,6 +73,7 @@ impl ProblemKind {
         ProblemKind::MethodNotAllowed,
         ProblemKind::NotFound,
         ProblemKind::PayloadTooLarge,
+        ProblemKind::RequestTimeout,
         ProblemKind::SessionExpired,
         ProblemKind::SessionRevoked,
         ProblemKind::StepUpRequired,
@@ -94,6 +97,7 @@ impl ProblemKind {
             ProblemKind::MethodNotAllowed => "method-not-allowed",
             ProblemKind::NotFound => "not-found",
             ProblemKind::PayloadTooLarge => "payload-too-large",
+            ProblemKind::RequestTimeout => "request-timeout",
             ProblemKind::SessionExpired => "session-expired",
             ProblemKind::SessionRevoked => "session-revoked",
             ProblemKind::StepUpRequired => "step-up-required",
@@ -122,6 +126,7 @@ impl ProblemKind {
             ProblemKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ProblemKind::NotFound => StatusCode::NOT_FOUND,
             ProblemKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ProblemKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ProblemKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProblemKind::TooManyRequests => StatusCode::TOO_MANY_REQUESTS,
             ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -140,6 +145,7 @@ impl ProblemKind {
             ProblemKind::MethodNotAllowed => "Method not allowed",
             ProblemKind::NotFound => "Not found",
             ProblemKind::PayloadTooLarge => "Payload too large",
+            ProblemKind::RequestTimeout => "Request timeout",
             ProblemKind::SessionExpired => "Session expired",
             ProblemKind::SessionRevoked => "Session revoked",
             ProblemKind::StepUpRequired => "Step-up authentication required",
@@ -163,6 +169,7 @@ impl ProblemKind {
             StatusCode::NOT_FOUND => ProblemKind::NotFound,
             StatusCode::METHOD_NOT_ALLOWED => ProblemKind::MethodNotAllowed,
             StatusCode::PAYLOAD_TOO_LARGE => ProblemKind::PayloadTooLarge,
+            StatusCode::REQUEST_TIMEOUT => ProblemKind::RequestTimeout,
             StatusCode::UNSUPPORTED_MEDIA_TYPE => ProblemKind::UnsupportedMediaType,
             StatusCode::UNAUTHORIZED => ProblemKind::UnauthorizedClient,
             StatusCode::SERVICE_UNAVAILABLE => ProblemKind::StoreUnavailable,

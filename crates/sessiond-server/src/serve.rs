@@ -18,9 +18,13 @@ use crate::backend::Backend;
 use crate::config::{Config, ConfigError};
 use crate::cookie::CookieSettings;
 use crate::data_dir::{self, DataDirError};
+use crate::idle::{IdleAcceptor, IDLE_TIMEOUT};
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// How long a client may take to send a request's head, from its first byte.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many expired sessions one sweep removes at most.
 pub const SWEEP_BATCH: usize = 1000;
 
@@ -221,42 +225,30 @@ impl Server {
         let sweeper = self.engine.clone().map(|e| tokio::spawn(sweep_forever(e)));
         let reloader = self.state.clone().map(|(s, dir)| tokio::spawn(reload_api_keys(s, dir)));
         let make = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        // One server for both transports, with the graceful shutdown of `axum_server::Handle`:
+        // in-flight requests get `SHUTDOWN_GRACE` to finish.
+        let handle = axum_server::Handle::new();
+        let h = handle.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            tracing::info!("shutting down: finishing in-flight requests");
+            h.graceful_shutdown(Some(SHUTDOWN_GRACE));
+        });
         let result = match self.tls {
             Some(cfg) => {
-                let handle = axum_server::Handle::new();
-                let h = handle.clone();
-                tokio::spawn(async move {
-                    shutdown.await;
-                    tracing::info!("shutting down: finishing in-flight requests");
-                    h.graceful_shutdown(Some(SHUTDOWN_GRACE));
-                });
-                axum_server::from_tcp_rustls(self.listener, axum_server::tls_rustls::RustlsConfig::from_config(cfg))
-                    .handle(handle)
-                    .serve(make)
-                    .await
+                let tls = axum_server::tls_rustls::RustlsAcceptor::new(
+                    axum_server::tls_rustls::RustlsConfig::from_config(cfg),
+                )
+                .acceptor(IdleAcceptor::new(IDLE_TIMEOUT));
+                let mut server = axum_server::from_tcp(self.listener).acceptor(tls).handle(handle);
+                harden(server.http_builder());
+                server.serve(make).await
             }
             None => {
-                let listener = tokio::net::TcpListener::from_std(self.listener)
-                    .map_err(|source| ServeError::Io { context: "listener".into(), source })?;
-                let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-                let serving = axum::serve(listener, make).with_graceful_shutdown(async move {
-                    shutdown.await;
-                    tracing::info!("shutting down: finishing in-flight requests");
-                    let _ = tx.send(());
-                });
-                tokio::select! {
-                    r = serving => r,
-                    () = async move {
-                        if rx.await.is_ok() {
-                            tokio::time::sleep(SHUTDOWN_GRACE).await;
-                        } else {
-                            std::future::pending::<()>().await;
-                        }
-                    } => {
-                        tracing::warn!("in-flight requests did not finish within the grace period");
-                        Ok(())
-                    }
-                }
+                let mut server =
+                    axum_server::from_tcp(self.listener).acceptor(IdleAcceptor::new(IDLE_TIMEOUT)).handle(handle);
+                harden(server.http_builder());
+                server.serve(make).await
             }
         };
         for task in [sweeper, reloader].into_iter().flatten() {
@@ -268,6 +260,15 @@ impl Server {
         }
         result.map_err(|source| ServeError::Io { context: "serving".into(), source })
     }
+}
+
+/// Connection limits against clients that start a request and stall (slowloris): a
+/// request's head must arrive within [`HEADER_READ_TIMEOUT`] of its first byte, or the
+/// connection is closed. (Silent connections are closed by [`IdleAcceptor`]; a body that
+/// stalls is a 408 after [`crate::app::BODY_READ_TIMEOUT`]; TLS handshakes time out in
+/// `axum_server`'s acceptor.)
+fn harden(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
+    b.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
 }
 
 fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServeError> {

@@ -81,8 +81,12 @@ pub enum Command {
         listen: SocketAddr,
         /// Answer with the same six `X-Session-*` headers as a forward-auth `200` (fixed
         /// values): a second baseline that separates the response's size from the session work.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "with_state")]
         session_headers: bool,
+        /// Take an `Arc` state from the router, as every v1 handler takes the server's state: a
+        /// third baseline that shows what axum's per-request state and route clones cost.
+        #[arg(long)]
+        with_state: bool,
     },
 }
 
@@ -271,9 +275,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             server.run(sessiond_server::serve::shutdown_signal()).await?;
             Ok(())
         }
-        Command::BenchEmpty { listen, session_headers } => {
-            let router =
-                sessiond_server::app::empty_router(&sessiond_server::HttpSettings::default(), *session_headers);
+        Command::BenchEmpty { listen, session_headers, with_state } => {
+            use sessiond_server::app::EmptyHandler;
+            let handler = match (session_headers, with_state) {
+                (true, _) => EmptyHandler::SessionHeaders,
+                (_, true) => EmptyHandler::WithState,
+                _ => EmptyHandler::Empty,
+            };
+            let router = sessiond_server::app::empty_router(&sessiond_server::HttpSettings::default(), handler);
             let server = sessiond_server::Server::for_router(*listen, router, None)?;
             println!("bench-empty listening on {}", server.url()?);
             server.run(sessiond_server::serve::shutdown_signal()).await?;

@@ -239,6 +239,14 @@ async fn session_data_compare_and_set() {
     r.problem(409, "conflict");
     assert_eq!(r.body["current_revision"], 1);
     send(put("not-a-revision", json!(3))).await.problem(400, "malformed-request");
+    // If-Match compares strongly: a weak tag of the current revision is refused, not matched.
+    send(put("W/\"1\"", json!(3))).await.problem(400, "malformed-request");
+    let r = srv.get(&format!("/v1/sessions/{id}")).await;
+    assert_eq!(
+        (r.body["data"]["cart"]["items"].as_u64(), r.body["revision"].as_u64()),
+        (Some(2), Some(1)),
+        "unchanged"
+    );
     let r = send(srv.client().put(&url).bearer_auth(KEY).json(&json!("no if-match"))).await;
     assert_eq!(r.body["revision"], 2);
     let r = srv.get(&format!("/v1/sessions/{id}")).await;
@@ -290,6 +298,55 @@ async fn subjects_list_revoke_and_epoch() {
 
     let r = srv.delete("/v1/tenants/t1/sessions").await;
     assert!(r.body["revoked"].as_array().is_some_and(|v| !v.is_empty()), "{}", r.text);
+}
+
+/// A subject or tenant that no session could have is refused on every subject-wide endpoint
+/// with a 400, and changes nothing: no epoch row, no event, no revoked session. An empty
+/// tenant segment (an unset variable in the caller) does not empty the default tenant.
+#[tokio::test]
+async fn subject_endpoints_refuse_names_no_session_could_have() {
+    let srv = Srv::dev();
+    let a = srv.create(json!({ "subject": "kim" })).await; // default (empty) tenant
+    let token = s(&a["token"]).to_owned();
+    let events = |r: &common::Res| r.body["events"].as_array().map(Vec::len);
+    let before = events(&srv.get("/v1/events?after=0&limit=1000").await);
+    let long = "x".repeat(300);
+    let bad = [
+        ("POST", "/v1/subjects/a%00b/epoch".to_owned()),
+        ("POST", "/v1/subjects/a%0Ab/epoch".to_owned()),
+        ("POST", format!("/v1/subjects/{long}/epoch")),
+        ("POST", "/v1/subjects/kim/epoch?tenant=%01%02".to_owned()),
+        ("POST", format!("/v1/subjects/kim/epoch?tenant={long}")),
+        ("POST", "/v1/subjects//epoch".to_owned()),
+        ("GET", "/v1/subjects/a%00b/sessions".to_owned()),
+        ("GET", format!("/v1/subjects/kim/sessions?tenant={long}")),
+        ("DELETE", "/v1/subjects/a%1Bb/sessions".to_owned()),
+        ("DELETE", "/v1/subjects/kim/sessions?tenant=%7F".to_owned()),
+        ("DELETE", "/v1/subjects//sessions".to_owned()),
+        ("DELETE", "/v1/tenants//sessions".to_owned()),
+        ("DELETE", "/v1/tenants/a%00b/sessions".to_owned()),
+        ("DELETE", format!("/v1/tenants/{long}/sessions")),
+    ];
+    for (method, path) in &bad {
+        let req = match *method {
+            "POST" => srv.client().post(srv.u(path)).header("content-type", "application/json").body("{}"),
+            "GET" => srv.client().get(srv.u(path)),
+            _ => srv.client().delete(srv.u(path)),
+        };
+        let r = send(req.bearer_auth(KEY)).await;
+        assert_eq!(r.status, 400, "{method} {path}: {}", r.text);
+        r.assert_problem_shape();
+        assert_eq!(r.body["type"].as_str().map(|t| t.ends_with("/malformed-request")), Some(true), "{}", r.text);
+    }
+    assert_eq!(srv.resolve(&token).await.status, 200, "the default tenant's session survives");
+    assert_eq!(events(&srv.get("/v1/events?after=0&limit=1000").await), before, "no event was written");
+    let r = srv.post("/v1/subjects/kim/epoch", json!({})).await;
+    assert_eq!(
+        (r.status, r.body["epoch"].as_u64()),
+        (200, Some(1)),
+        "no epoch row was made for a bad name: {}",
+        r.text
+    );
 }
 
 #[tokio::test]
@@ -353,7 +410,7 @@ async fn idle_and_absolute_timeouts() {
     tokio::join!(idle_check, busy_check);
     // The sweeper removes them and records why.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let r = srv.get("/v1/events?limit=1000").await;
+    let r = srv.get("/v1/events?after=0&limit=1000").await;
     let kinds: Vec<&str> =
         r.body["events"].as_array().expect("events").iter().filter_map(|e| e["kind"].as_str()).collect();
     assert!(kinds.contains(&"expired.idle") && kinds.contains(&"expired.absolute"), "{kinds:?}");
@@ -602,8 +659,80 @@ async fn garbage_input_gets_4xx_problems_never_5xx() {
     )
     .await
     .problem(403, "csrf-rejected");
+    // Problem details never echo what the client sent: a type error names the field and the
+    // expected type, not the value (which may be a pasted secret).
+    let r = send(
+        c.post(srv.u("/v1/sessions")).bearer_auth(KEY).json(&json!({ "subject": "a", "aal": "sds_SECRET_VALUE" })),
+    )
+    .await;
+    r.problem(400, "malformed-request");
+    assert!(r.text.contains("`aal`") && r.text.contains("expected u8"), "{}", r.text);
+    assert!(!r.text.contains("SECRET_VALUE"), "{}", r.text);
+    let r = send(c.post(srv.u("/v1/sessions")).bearer_auth(KEY).json(&json!({ "subject": "a", "sds_SECRET_KEY": 1 })))
+        .await;
+    r.problem(400, "malformed-request");
+    assert!(!r.text.contains("SECRET_KEY"), "{}", r.text);
+    // Forward-auth: a repeated header naming the original request, or a path whose meaning
+    // depends on the backend, is a 400, not a guess.
+    for (name, values) in [
+        ("x-forwarded-uri", ["/ok", "/admin"]),
+        ("x-original-uri", ["/ok", "/admin"]),
+        ("x-forwarded-method", ["GET", "POST"]),
+    ] {
+        let mut req = c.get(srv.u("/v1/auth")).header("cookie", format!("sid={token}"));
+        for v in values {
+            req = req.header(name, v);
+        }
+        send(req).await.problem(400, "malformed-request");
+    }
+    for path in ["/admin%0a", "/admin%0D", "/admin%09", "/admin%7f", "/admin%3B", "/admin%20", "/admin%20/x"] {
+        let r = send(c.get(srv.u("/v1/auth")).header("cookie", format!("sid={token}")).header("x-forwarded-uri", path))
+            .await;
+        r.problem(400, "malformed-request");
+    }
     // The server is still healthy and the session alive.
     assert_eq!(srv.resolve(token).await.status, 200);
+}
+
+/// Clients that stall cannot hold the server: a request head that never completes is cut
+/// after the header timeout, and a body that stops arriving is a 408 problem after the body
+/// timeout, whatever `Content-Length` it announced; nothing is created.
+#[tokio::test]
+async fn stalled_requests_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let srv = Srv::dev();
+    let addr = srv.url.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    async fn exchange(addr: &str, bytes: Vec<u8>) -> (Duration, String) {
+        let mut conn = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        conn.write_all(&bytes).await.expect("write");
+        let start = std::time::Instant::now();
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(40), conn.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "the server must not hang");
+        (start.elapsed(), String::from_utf8_lossy(&out).into_owned())
+    }
+    let body_head = |len: &str| {
+        format!(
+            "POST /v1/sessions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\nContent-Type: application/json\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n{{\"subject\":\"slow\""
+        )
+        .into_bytes()
+    };
+    let (head, huge, short) = tokio::join!(
+        // An unfinished head: closed, without a request reaching sessiond.
+        exchange(&addr, b"GET /healthz HTTP/1.1\r\nHost: x\r\n".to_vec()),
+        // A huge announced body that never comes, and a short one that stops.
+        exchange(&addr, body_head("99999999999")),
+        exchange(&addr, body_head("100")),
+    );
+    assert!(head.1.is_empty() || head.1.starts_with("HTTP/1.1 408"), "{}", head.1);
+    assert!(head.0 >= Duration::from_secs(9), "{:?}", head.0);
+    for (waited, out) in [huge, short] {
+        assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+        assert!(out.contains("application/problem+json") && out.contains("request-timeout"), "{out}");
+        assert!(waited >= Duration::from_secs(9), "{waited:?}");
+    }
+    let r = srv.get("/v1/subjects/slow/sessions").await;
+    assert_eq!(r.body["sessions"].as_array().map(Vec::len), Some(0), "{}", r.text);
 }
 
 // ------------------------------------------------------------------------------------------
