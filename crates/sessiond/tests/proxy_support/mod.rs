@@ -286,7 +286,7 @@ http {{
     fastcgi_temp_path {d}/fastcgi;
     uwsgi_temp_path {d}/uwsgi;
     scgi_temp_path {d}/scgi;
-    upstream sessiond {{ server {sessiond}; keepalive 8; }}
+    upstream sessiond {{ server {sessiond}; keepalive 8; keepalive_timeout 5s; }}
     upstream app {{ server {app}; }}
     server {{
         {listen}
