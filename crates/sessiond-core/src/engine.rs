@@ -1043,6 +1043,7 @@ fn check_owner(tenant: &str, subject: &str) -> std::result::Result<(), Malformed
     }
     Ok(())
 }
+
 fn check_amr(amr: &[String]) -> Result<(), MalformedInput> {
     if amr.len() > 16 {
         return Err(MalformedInput::Field("at most 16 amr values"));
