@@ -862,7 +862,8 @@ pub async fn forward_auth_rest(state: State<AppState>, req: axum::extract::Reque
 /// headers instead of up to four hashed lookups of custom names (each hashes the whole name).
 /// Every field is what `HeaderMap::get` gives for that name (its first value); `repeated`
 /// says whether one of the four names came more than once, which [`OriginalHeaders::uri`]
-/// refuses: a proxy that appends instead of replacing would let the client's own value win.
+/// refuses (a proxy that appends instead of replacing would let the client's own value win),
+/// as it refuses the two URI names (or the two method names) with different values.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 struct OriginalHeaders<'h> {
     forwarded_uri: Option<&'h HeaderValue>,
@@ -925,6 +926,14 @@ impl<'h> OriginalHeaders<'h> {
         if self.repeated {
             return Err(Problem::malformed(
                 "a header naming the original request (X-Forwarded-Uri, X-Original-URI, X-Forwarded-Method, X-Original-Method) appears more than once",
+            ));
+        }
+        // Proxies that set both names set them from the same variable; two different values
+        // mean one of them came from the client.
+        let differ = |a: Option<&HeaderValue>, b: Option<&HeaderValue>| matches!((a, b), (Some(a), Some(b)) if a != b);
+        if differ(self.forwarded_uri, self.original_uri) || differ(self.forwarded_method, self.original_method) {
+            return Err(Problem::malformed(
+                "X-Forwarded-Uri and X-Original-URI (or X-Forwarded-Method and X-Original-Method) disagree",
             ));
         }
         if let Some(v) = self.forwarded_uri.or(self.original_uri) {
@@ -1484,9 +1493,15 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(X_ORIGINAL_URI, HeaderValue::from_static("/b"));
         h.insert(X_FORWARDED_URI, HeaderValue::from_static("/a"));
+        assert!(OriginalHeaders::of(&h).uri(&uri).is_err(), "the two URI names disagree");
+        h.insert(X_ORIGINAL_URI, HeaderValue::from_static("/a"));
+        h.insert(X_ORIGINAL_METHOD, HeaderValue::from_static("GET"));
+        h.insert(X_FORWARDED_METHOD, HeaderValue::from_static("POST"));
+        assert!(OriginalHeaders::of(&h).uri(&uri).is_err(), "the two method names disagree");
+        h.remove(X_ORIGINAL_METHOD);
         h.insert(X_FORWARDED_METHOD, HeaderValue::from_bytes(b"P\xffST").expect("obs-text"));
         let o = OriginalHeaders::of(&h);
-        assert_eq!(o.uri(&uri).ok(), Some("/a"));
+        assert_eq!(o.uri(&uri).ok(), Some("/a"), "both URI names, the same value");
         assert_eq!(o.method(&axum::http::Method::GET), "INVALID");
         h.insert(X_FORWARDED_URI, HeaderValue::from_bytes(b"/\xff").expect("obs-text"));
         assert!(OriginalHeaders::of(&h).uri(&uri).is_err());

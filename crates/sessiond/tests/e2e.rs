@@ -685,6 +685,21 @@ async fn garbage_input_gets_4xx_problems_never_5xx() {
         }
         send(req).await.problem(400, "malformed-request");
     }
+    // The two names of the original URI (or method) disagreeing: one came from the client.
+    for (a, b) in [("x-forwarded-uri", "x-original-uri"), ("x-forwarded-method", "x-original-method")] {
+        let (va, vb) = if a.ends_with("uri") { ("/ok", "/admin") } else { ("GET", "POST") };
+        let r =
+            send(c.get(srv.u("/v1/auth")).header("cookie", format!("sid={token}")).header(a, va).header(b, vb)).await;
+        r.problem(400, "malformed-request");
+    }
+    let same = send(
+        c.get(srv.u("/v1/auth"))
+            .header("cookie", format!("sid={token}"))
+            .header("x-forwarded-uri", "/ok")
+            .header("x-original-uri", "/ok"),
+    )
+    .await;
+    assert_eq!(same.status, 200, "both names with the same value, as nginx sets them: {}", same.text);
     for path in ["/admin%0a", "/admin%0D", "/admin%09", "/admin%7f", "/admin%3B", "/admin%20", "/admin%20/x"] {
         let r = send(c.get(srv.u("/v1/auth")).header("cookie", format!("sid={token}")).header("x-forwarded-uri", path))
             .await;
