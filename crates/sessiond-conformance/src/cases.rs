@@ -7,9 +7,9 @@ use std::time::Duration;
 use sessiond_core::binding::RequestContext;
 use sessiond_core::event::{EventKind, RevokeReason};
 use sessiond_core::token::{KeyId, KeyRing, SigningKey};
-use sessiond_core::{ClientError, Error, SessionStore};
+use sessiond_core::{ClientError, Engine, Error, SessionStore};
 
-use crate::{CountingStore, Harness, ABSOLUTE, GRACE, IDLE, ROTATE_EVERY};
+use crate::{test_policies, CountingStore, Harness, ABSOLUTE, GRACE, IDLE, ROTATE_EVERY};
 
 const NO_CTX: RequestContext<'static> = RequestContext { ip: None, user_agent: None };
 
@@ -130,17 +130,25 @@ pub async fn absolute_timeout_ends_active_session(store: Arc<dyn SessionStore>) 
     assert_eq!(client_err(h.engine.resolve(t, &NO_CTX).await), ClientError::AbsoluteExpired);
 }
 
-/// Reads inside the renewal fraction write nothing; the first read after it writes once.
+/// Reads inside the session's renewal threshold (half to all of the renewal fraction of the
+/// idle window) write nothing; the first read after it writes once.
 pub async fn renewal_is_throttled(store: Arc<dyn SessionStore>) {
     let h = Harness::new(store);
     let c = h.engine.create(h.request("alice", "test")).await.expect("create");
+    let policy = test_policies().get("test").cloned().expect("the test policy");
+    let threshold = Engine::renewal_threshold(&c.session.id, &policy);
+    let fraction = IDLE.mul_f64(policy.renewal_fraction);
+    assert!(threshold >= fraction / 2 && threshold <= fraction, "threshold {threshold:?} outside [f/2, f]");
     let writes = CountingStore::get(&h.store.writes);
-    for _ in 0..50 {
-        h.advance(Duration::from_millis(100)); // 5 s in all: under 10 % of 60 s
+    let step = Duration::from_millis(100);
+    let mut elapsed = Duration::ZERO;
+    while elapsed + step < threshold {
+        h.advance(step);
+        elapsed += step;
         assert!(!h.engine.resolve(c.token.expose(), &NO_CTX).await.expect("resolve").renewed);
     }
     assert_eq!(CountingStore::get(&h.store.writes), writes, "read-only resolves wrote to the store");
-    h.advance(Duration::from_secs(2));
+    h.advance(threshold - elapsed + Duration::from_millis(1)); // the clock counts whole ms
     let r = h.engine.resolve(c.token.expose(), &NO_CTX).await.expect("resolve");
     assert!(r.renewed);
     assert_eq!(CountingStore::get(&h.store.renews), 1);

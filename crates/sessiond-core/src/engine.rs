@@ -468,10 +468,22 @@ impl Engine {
         policy.rotation_interval.is_some_and(|every| now.since(rec.rotated_at) >= every)
     }
 
-    /// Whether the renewal fraction of the idle window has passed since `rec` was last seen.
+    /// Whether `rec` is due for a renewal write at `now`: once its own share of the idle
+    /// window, [`Engine::renewal_threshold`], has passed since it was last written.
     fn renewal_due(rec: &SessionRecord, policy: &Policy, now: UnixMs) -> bool {
-        let threshold = Duration::from_secs_f64(policy.idle_timeout.as_secs_f64() * policy.renewal_fraction);
-        now.since(rec.last_seen_at) >= threshold
+        now.since(rec.last_seen_at) >= Self::renewal_threshold(&rec.id, policy)
+    }
+
+    /// How long after its last renewal a session is renewed again: between half and all of
+    /// the policy's `renewal_fraction` of the idle window, fixed per session by its id's first
+    /// two bytes (random, so uniform). Sessions created together (a mass login after a
+    /// deploy, a load test) therefore renew spread over half the fraction instead of all in
+    /// the same instant, and a session never renews later than the fraction says: it still
+    /// ends at most `renewal_fraction` of the idle timeout early, never late.
+    pub fn renewal_threshold(id: &SessionId, policy: &Policy) -> Duration {
+        let [a, b, ..] = *id.as_bytes();
+        let share = 0.5 + f64::from(u16::from_le_bytes([a, b])) / f64::from(u16::MAX) / 2.0;
+        Duration::from_secs_f64(policy.idle_timeout.as_secs_f64() * policy.renewal_fraction * share)
     }
 
     /// [`Engine::resolve`] when it can finish without waiting: the store answers from memory

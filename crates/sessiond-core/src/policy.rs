@@ -68,7 +68,9 @@ pub struct Policy {
     pub rotation_interval: Option<Duration>,
     /// Write a renewed idle deadline only once this fraction of the idle window has passed,
     /// so a read-mostly workload causes almost no writes. The session may then end up to this
-    /// fraction early, never late.
+    /// fraction early, never late. Each session renews after its own share of it, between
+    /// half and all ([`Engine::renewal_threshold`](crate::Engine::renewal_threshold)), so
+    /// that sessions created together do not all write at once.
     pub renewal_fraction: f64,
     /// Concurrent live sessions per subject; `None` is unlimited.
     #[serde(default)]
