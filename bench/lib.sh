@@ -32,3 +32,20 @@ create_sessions() {
   echo "   $count tokens"
   [ "$count" -eq "$2" ] || { echo "expected $2 tokens" >&2; return 1; }
 }
+
+# start_auth_and_empty: starts `$BIN serve --dev` (embedded store, API key $KEY) and `$BIN
+# bench-empty` on free ports, creates $SESSIONS sessions, warms both up for $1 seconds of wrk
+# with random valid cookies, and sets AUTH, EMPTY, AUTH_PID, EMPTY_PID and load().
+start_auth_and_empty() {
+  AUTH=127.0.0.1:$(free_port); EMPTY=127.0.0.1:$(free_port)
+  SESSIOND_API_KEY="$KEY" SESSIOND_LOG=warn "$BIN" serve --dev --listen "$AUTH" --data-dir "$WORK/data" >/dev/null 2>"$WORK/auth.err" &
+  PIDS+=($!); AUTH_PID=$!
+  SESSIOND_LOG=warn "$BIN" bench-empty --listen "$EMPTY" >/dev/null 2>&1 &
+  PIDS+=($!); EMPTY_PID=$!
+  for _ in $(seq 1 100); do curl -sf "http://$AUTH/readyz" >/dev/null && curl -s "http://$EMPTY/" >/dev/null && break; sleep 0.1; done
+  create_sessions "$AUTH" "$SESSIONS"
+  # load ADDR PATH SECONDS: wrk -t2 -c64 with a random valid cookie per request.
+  load() { TOKENS="$WORK/tokens.txt" BENCH_PATH=$2 wrk -t2 -c64 -d"$3"s -s "$ROOT/bench/forward-auth.lua" "http://$1"; }
+  load "$AUTH" /v1/auth "$1" >/dev/null
+  load "$EMPTY" / "$1" >/dev/null
+}

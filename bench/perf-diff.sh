@@ -22,16 +22,7 @@ TOP=${TOP:-40}
 for tool in perf wrk curl python3; do command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }; done
 [ -x "$BIN" ] || (cd "$ROOT" && cargo build --release -p sessiond)
 
-AUTH=127.0.0.1:$(free_port); EMPTY=127.0.0.1:$(free_port)
-SESSIOND_API_KEY="$KEY" SESSIOND_LOG=warn "$BIN" serve --dev --listen "$AUTH" --data-dir "$WORK/data" >/dev/null 2>"$WORK/auth.err" &
-PIDS+=($!); AUTH_PID=$!
-SESSIOND_LOG=warn "$BIN" bench-empty --listen "$EMPTY" >/dev/null 2>&1 &
-PIDS+=($!); EMPTY_PID=$!
-for _ in $(seq 1 100); do curl -sf "http://$AUTH/readyz" >/dev/null && curl -s "http://$EMPTY/" >/dev/null && break; sleep 0.1; done
-create_sessions "$AUTH" "$SESSIONS"
-load() { TOKENS="$WORK/tokens.txt" BENCH_PATH=$2 wrk -t2 -c64 -d"$3"s -s "$ROOT/bench/forward-auth.lua" "http://$1"; }
-load "$AUTH" /v1/auth 3 >/dev/null
-load "$EMPTY" / 3 >/dev/null
+start_auth_and_empty 3
 
 profile() { # name pid addr path
   perf record -e cpu-clock -F 2000 -p "$2" -o "$WORK/perf.$1" -- sleep "$DURATION" >/dev/null 2>&1 &

@@ -20,6 +20,12 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024;
 /// Default near-cache TTL: 30 s. A backstop only: every change is pushed atomically with the
 /// write and a silent push channel is detected by heartbeats within 3 s (`docs/decisions.md`).
 pub const DEFAULT_NEAR_CACHE_TTL_MS: u64 = 30_000;
+/// Default [`Config::header_read_timeout`], in seconds.
+pub const DEFAULT_HEADER_READ_TIMEOUT: u64 = 10;
+/// Default [`Config::idle_connection_timeout`], in seconds: longer than the upstream
+/// keep-alive timeouts that proxies use by default (nginx 60 s), so that a proxy's pooled
+/// connection is closed by the proxy first.
+pub const DEFAULT_IDLE_CONNECTION_TIMEOUT: u64 = 75;
 /// Default near-cache size: 1,000,000 token hashes.
 pub const DEFAULT_NEAR_CACHE_MAX_ENTRIES: usize = 1_000_000;
 
@@ -315,6 +321,13 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Grace window of a rotated-out token, in seconds.
     pub rotation_grace: u64,
+    /// Seconds within which a request's head must arrive once its first byte has, and that a
+    /// keep-alive connection may wait for its next request (1 to 300; default 10).
+    pub header_read_timeout: u64,
+    /// Seconds after which a connection on which nothing was read or written is closed (it
+    /// closes between one and two of these after its last byte; 1 to 3600; default 75): the
+    /// network disconnect after inactivity of NIST SP 800-53 SC-10.
+    pub idle_connection_timeout: u64,
     /// Extra or replaced policy classes (the presets are always there).
     pub policies: Vec<Policy>,
     /// Step-up rules for forward-auth.
@@ -358,6 +371,8 @@ impl Default for Config {
             trust_forwarded_headers: false,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             rotation_grace: 10,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
             policies: Vec::new(),
             routes: Vec::new(),
             near_cache: true,
@@ -405,10 +420,14 @@ pub struct Overrides {
     pub max_body_bytes: Option<usize>,
     /// `--rotation-grace` / `SESSIOND_ROTATION_GRACE`.
     pub rotation_grace: Option<u64>,
+    /// `SESSIOND_HEADER_READ_TIMEOUT`.
+    pub header_read_timeout: Option<u64>,
+    /// `SESSIOND_IDLE_CONNECTION_TIMEOUT`.
+    pub idle_connection_timeout: Option<u64>,
 }
 
 /// Every environment variable sessiond reads.
-pub const ENV_VARS: [&str; 16] = [
+pub const ENV_VARS: [&str; 18] = [
     "SESSIOND_CONFIG",
     "SESSIOND_LISTEN",
     "SESSIOND_DATA_DIR",
@@ -425,6 +444,8 @@ pub const ENV_VARS: [&str; 16] = [
     "SESSIOND_TRUST_FORWARDED_HEADERS",
     "SESSIOND_MAX_BODY_BYTES",
     "SESSIOND_ROTATION_GRACE",
+    "SESSIOND_HEADER_READ_TIMEOUT",
+    "SESSIOND_IDLE_CONNECTION_TIMEOUT",
 ];
 
 fn parse_env<T: FromStr>(
@@ -486,6 +507,8 @@ impl Overrides {
             trust_forwarded_headers: env_bool(l, "SESSIOND_TRUST_FORWARDED_HEADERS")?,
             max_body_bytes: parse_env(l, "SESSIOND_MAX_BODY_BYTES", "a number of bytes")?,
             rotation_grace: parse_env(l, "SESSIOND_ROTATION_GRACE", "a number of seconds")?,
+            header_read_timeout: parse_env(l, "SESSIOND_HEADER_READ_TIMEOUT", "a number of seconds")?,
+            idle_connection_timeout: parse_env(l, "SESSIOND_IDLE_CONNECTION_TIMEOUT", "a number of seconds")?,
         })
     }
 
@@ -563,6 +586,8 @@ impl Config {
         set(&mut self.trust_forwarded_headers, &o.trust_forwarded_headers);
         set(&mut self.max_body_bytes, &o.max_body_bytes);
         set(&mut self.rotation_grace, &o.rotation_grace);
+        set(&mut self.header_read_timeout, &o.header_read_timeout);
+        set(&mut self.idle_connection_timeout, &o.idle_connection_timeout);
     }
 
     /// Reads `api_key_file` into `api_key` when no key text was given.
@@ -624,6 +649,12 @@ impl Config {
         }
         if self.rotation_grace > 300 {
             return bad("rotation_grace must be at most 300 seconds".into());
+        }
+        if !(1..=300).contains(&self.header_read_timeout) {
+            return bad("header_read_timeout must be between 1 and 300 seconds".into());
+        }
+        if !(1..=3600).contains(&self.idle_connection_timeout) {
+            return bad("idle_connection_timeout must be between 1 and 3600 seconds".into());
         }
         if let Some(k) = &self.api_key {
             if k.trim().len() < crate::api_key::MIN_KEY_LEN {
@@ -750,6 +781,30 @@ mod tests {
         let c = Config::load(Some(&file), &e, &f).expect("load");
         assert_eq!((c.listen.port(), c.data_dir.to_str()), (3000, Some("/from/env")));
         assert_eq!(c.rotation_grace, 3);
+    }
+
+    #[test]
+    fn connection_timeouts_come_from_toml_or_environment_and_are_bounded() {
+        let c = Config::load(None, &Overrides::default(), &Overrides::default()).expect("defaults");
+        assert_eq!((c.header_read_timeout, c.idle_connection_timeout), (10, 75));
+        let c = Config::from_toml("header_read_timeout = 5\nidle_connection_timeout = 30\n", "t.toml").expect("toml");
+        assert_eq!((c.header_read_timeout, c.idle_connection_timeout), (5, 30));
+        let e = env(&[("SESSIOND_HEADER_READ_TIMEOUT", "2"), ("SESSIOND_IDLE_CONNECTION_TIMEOUT", "3")]);
+        let c = Config::load(None, &e, &Overrides::default()).expect("env");
+        assert_eq!((c.header_read_timeout, c.idle_connection_timeout), (2, 3));
+        for (key, value) in [
+            ("header_read_timeout", "0"),
+            ("header_read_timeout", "301"),
+            ("idle_connection_timeout", "0"),
+            ("idle_connection_timeout", "3601"),
+        ] {
+            let e = Config::from_toml(&format!("{key} = {value}\n"), "t.toml")
+                .and_then(|c| c.validate().map(|()| c))
+                .expect_err("out of bounds");
+            assert!(e.to_string().contains(key), "{key} = {value}: {e}");
+        }
+        let bad = Overrides::from_env(|k| (k == "SESSIOND_IDLE_CONNECTION_TIMEOUT").then(|| "soon".to_owned()));
+        assert!(bad.is_err(), "a non-number is refused");
     }
 
     #[test]

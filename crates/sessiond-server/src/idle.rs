@@ -3,7 +3,7 @@
 //! nothing (hyper's header read timeout only starts at a request's first byte).
 //!
 //! The check is coarse on purpose, to keep the clock and the timer wheel off the per-request
-//! path: reads and writes only set a flag; a timer fires once per [`IDLE_TIMEOUT`] and closes
+//! path: reads and writes only set a flag; a timer fires once per idle period and closes
 //! the connection if the flag was not set since it last fired. A connection is therefore
 //! closed between one and two idle periods after its last byte.
 
@@ -15,11 +15,6 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
-
-/// How long a connection may stay silent before it is closed (at most twice this). Longer
-/// than the upstream keep-alive timeouts that proxies use by default (nginx 60 s), so that a
-/// proxy's pooled connection is closed by the proxy first.
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(75);
 
 /// An `axum_server` acceptor that wraps every accepted connection in an [`IdleStream`].
 #[derive(Debug, Clone, Copy)]

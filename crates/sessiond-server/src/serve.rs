@@ -18,13 +18,11 @@ use crate::backend::Backend;
 use crate::config::{Config, ConfigError};
 use crate::cookie::CookieSettings;
 use crate::data_dir::{self, DataDirError};
-use crate::idle::{IdleAcceptor, IDLE_TIMEOUT};
+use crate::idle::IdleAcceptor;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// How long a client may take to send a request's head, from its first byte.
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How many expired sessions one sweep removes at most.
 pub const SWEEP_BATCH: usize = 1000;
 
@@ -111,6 +109,7 @@ pub struct Server {
     listener: std::net::TcpListener,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
+    timeouts: ConnectionTimeouts,
     engine: Option<Engine>,
     backend: Option<Backend>,
     state: Option<(AppState, std::path::PathBuf)>,
@@ -180,6 +179,10 @@ impl Server {
             listener,
             router: router(state.clone()),
             tls,
+            timeouts: ConnectionTimeouts {
+                header_read: Duration::from_secs(config.header_read_timeout),
+                idle: Duration::from_secs(config.idle_connection_timeout),
+            },
             engine: Some(engine),
             backend: Some(backend),
             state: Some((state, config.data_dir.clone())),
@@ -196,7 +199,16 @@ impl Server {
         router: Router,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> Result<Self, ServeError> {
-        Ok(Self { listener: bind(addr)?, router, tls, engine: None, backend: None, state: None, _lock: None })
+        Ok(Self {
+            listener: bind(addr)?,
+            router,
+            tls,
+            timeouts: ConnectionTimeouts::default(),
+            engine: None,
+            backend: None,
+            state: None,
+            _lock: None,
+        })
     }
 
     /// The bound address (useful with port 0).
@@ -234,20 +246,21 @@ impl Server {
             tracing::info!("shutting down: finishing in-flight requests");
             h.graceful_shutdown(Some(SHUTDOWN_GRACE));
         });
+        let t = self.timeouts;
         let result = match self.tls {
             Some(cfg) => {
                 let tls = axum_server::tls_rustls::RustlsAcceptor::new(
                     axum_server::tls_rustls::RustlsConfig::from_config(cfg),
                 )
-                .acceptor(IdleAcceptor::new(IDLE_TIMEOUT));
+                .acceptor(IdleAcceptor::new(t.idle));
                 let mut server = axum_server::from_tcp(self.listener).acceptor(tls).handle(handle);
-                harden(server.http_builder());
+                harden(server.http_builder(), t);
                 server.serve(make).await
             }
             None => {
                 let mut server =
-                    axum_server::from_tcp(self.listener).acceptor(IdleAcceptor::new(IDLE_TIMEOUT)).handle(handle);
-                harden(server.http_builder());
+                    axum_server::from_tcp(self.listener).acceptor(IdleAcceptor::new(t.idle)).handle(handle);
+                harden(server.http_builder(), t);
                 server.serve(make).await
             }
         };
@@ -262,13 +275,33 @@ impl Server {
     }
 }
 
+/// How long connections may stall or stay silent ([`Config::header_read_timeout`],
+/// [`Config::idle_connection_timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionTimeouts {
+    /// A request's head must arrive within this of its first byte; a keep-alive connection
+    /// waits this long for its next request.
+    pub header_read: Duration,
+    /// A connection silent for this long (at most twice this) is closed.
+    pub idle: Duration,
+}
+
+impl Default for ConnectionTimeouts {
+    fn default() -> Self {
+        Self {
+            header_read: Duration::from_secs(crate::config::DEFAULT_HEADER_READ_TIMEOUT),
+            idle: Duration::from_secs(crate::config::DEFAULT_IDLE_CONNECTION_TIMEOUT),
+        }
+    }
+}
+
 /// Connection limits against clients that start a request and stall (slowloris): a
-/// request's head must arrive within [`HEADER_READ_TIMEOUT`] of its first byte, or the
-/// connection is closed. (Silent connections are closed by [`IdleAcceptor`]; a body that
+/// request's head must arrive within `t.header_read` of its first byte, or the connection
+/// is closed. (Silent connections are closed by [`IdleAcceptor`] after `t.idle`; a body that
 /// stalls is a 408 after [`crate::app::BODY_READ_TIMEOUT`]; TLS handshakes time out in
 /// `axum_server`'s acceptor.)
-fn harden(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>) {
-    b.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+fn harden(b: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>, t: ConnectionTimeouts) {
+    b.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(t.header_read);
 }
 
 fn bind(addr: SocketAddr) -> Result<std::net::TcpListener, ServeError> {

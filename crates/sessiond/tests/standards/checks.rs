@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use super::harness::*;
 use crate::common::{send, Res, SetCookie};
@@ -583,7 +584,8 @@ pub async fn t11(n: Arc<Node>) {
 }
 
 /// T12 idle-timeout: activity before T keeps it alive and resets the timer; silence past T
-/// ends it server-side; client-side hints cannot extend it.
+/// ends it server-side; client-side hints cannot extend it. For SC-10, idle connections are
+/// closed too (see [`sc10_connections_close_after_inactivity`]).
 pub async fn t12(n: Arc<Node>) {
     let l = n.login(json!({ "subject": "t12-user", "policy": "idle2" })).await;
     let mut b = n.browser(FIREFOX_LINUX, "10.12.0.1");
@@ -613,6 +615,95 @@ pub async fn t12(n: Arc<Node>) {
     }
     assert!(gone, "the expired session is removed server-side with an expired.idle event");
     problem(&b.visit("GET", "/app", &[]).await, 401, "invalid-token", "after the sweep");
+    sc10_connections_close_after_inactivity().await;
+}
+
+/// SC-10 network disconnect, on a node of its own configured with
+/// `idle_connection_timeout = 1` and `header_read_timeout = 1` (the main node keeps the
+/// defaults, 75 s and 10 s, which its pooled clients rely on): a connection that sends
+/// nothing, a keep-alive connection idle after a response, and a request head that stalls
+/// are each closed by the server about a second later (never at once: the close is the
+/// timeout, not a refusal), while a connection in use every half second stays open.
+async fn sc10_connections_close_after_inactivity() {
+    let config = format!("idle_connection_timeout = 1\nheader_read_timeout = 1\n{CONFIG}");
+    let n = tokio::task::spawn_blocking(move || Node::start(NodeOpts { config, ..NodeOpts::default() }))
+        .await
+        .expect("node");
+    let within = |what: &str, t: std::time::Duration, low_ms: u64, high_ms: u64| {
+        let ms = t.as_millis();
+        assert!(
+            (u128::from(low_ms)..=u128::from(high_ms)).contains(&ms),
+            "SC-10 {what}: closed after {ms} ms, expected {low_ms}-{high_ms} ms"
+        );
+    };
+    // Silent TCP connection (not even a TLS handshake): the idle timer, 1-2 periods.
+    let tcp = tokio::net::TcpStream::connect(&n.addr).await.expect("connect");
+    within("silent connection", closed_after(tcp).await, 900, 4000);
+    // Keep-alive connection idle after a response: the wait for the next request head.
+    let mut tls = n.tls_connect().await;
+    let head = format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n\r\n", n.addr);
+    assert!(exchange(&mut tls, head.as_bytes()).await.starts_with("HTTP/1.1 200"), "SC-10 keep-alive request");
+    within("keep-alive connection idle after a response", closed_after(tls).await, 700, 4000);
+    // A request head that stops half way (slowloris).
+    let mut tls = n.tls_connect().await;
+    tls.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n", n.addr).as_bytes()).await.expect("write");
+    tls.flush().await.expect("flush");
+    within("stalled request head", closed_after(tls).await, 700, 4000);
+    // Activity keeps a connection: seven requests 500 ms apart (3 s in all) on one connection.
+    let mut tls = n.tls_connect().await;
+    for i in 0..7 {
+        if i > 0 {
+            sleep_ms(500).await;
+        }
+        assert!(
+            exchange(&mut tls, head.as_bytes()).await.starts_with("HTTP/1.1 200"),
+            "SC-10: request {i} on an active connection"
+        );
+    }
+}
+
+/// Sends `request` and reads one response head and its `Content-Length` body.
+async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, request: &[u8]) -> String {
+    s.write_all(request).await.expect("write");
+    s.flush().await.expect("flush");
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = tokio::time::timeout(std::time::Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("a response within 5 s")
+            .expect("read");
+        assert!(n > 0, "connection closed before a response");
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).into_owned();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return text;
+            }
+        }
+    }
+}
+
+/// How long until the server closes `s` (end of stream or an error), reading and discarding
+/// anything it sends; at most 10 s.
+async fn closed_after<S: AsyncRead + Unpin>(mut s: S) -> std::time::Duration {
+    let start = std::time::Instant::now();
+    let mut chunk = [0u8; 1024];
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut chunk)).await {
+            Err(_) => panic!("SC-10: the connection was still open after 10 s"),
+            Ok(Ok(0) | Err(_)) => return start.elapsed(),
+            Ok(Ok(_)) => {}
+        }
+    }
 }
 
 /// T13 absolute-timeout: an active session still ends at its absolute lifetime; a new

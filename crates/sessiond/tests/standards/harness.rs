@@ -192,6 +192,25 @@ impl Node {
         Node { child, url, addr, ca_pem, tmp, client }
     }
 
+    /// A raw TLS connection to the node, trusting only its certificate, for HTTP/1.1 written
+    /// by hand (connection-level checks that an HTTP client's pool would hide).
+    pub async fn tls_connect(&self) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+        use rustls::pki_types::{pem::PemObject, CertificateDer, ServerName};
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(CertificateDer::from_pem_slice(self.ca_pem.as_bytes()).expect("ca")).expect("root");
+        let cfg =
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+                .with_safe_default_protocol_versions()
+                .expect("protocol versions")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+        let tcp = tokio::net::TcpStream::connect(&self.addr).await.expect("connect");
+        tokio_rustls::TlsConnector::from(std::sync::Arc::new(cfg))
+            .connect(ServerName::try_from("localhost").expect("name"), tcp)
+            .await
+            .expect("TLS handshake")
+    }
+
     pub fn u(&self, path: &str) -> String {
         format!("{}{path}", self.url)
     }

@@ -247,7 +247,7 @@ pub const REQUIREMENTS: &[(&str, Cover)] = &[
     ("IA-11", Cover::Tests(&["T13", "T19"], "")),
     ("AC-2(5)", Cover::Tests(&["T12"], "")),
     ("AC-11", Cover::NotApplicable("device lock is an operating-system control")),
-    ("SC-10", Cover::NotApplicable("network disconnect is the TLS front's (proxy or sessiond's listener) connection setting, not session state")),
+    ("SC-10", Cover::Tests(&["T12"], "sessiond's own listener: `idle_connection_timeout` and `header_read_timeout`, checked on a node configured with 1 s; a TLS front in a proxy has its own setting")),
     ("PCI-8.2.8", Cover::Tests(&["T12", "T14"], "")),
     ("HIPAA-164.312(a)(2)(iii)", Cover::Tests(&["T12", "T14"], "")),
     // §6 DBSC and DPoP
