@@ -623,7 +623,7 @@ pub async fn t12(n: Arc<Node>) {
 /// defaults, 75 s and 10 s, which its pooled clients rely on): a connection that sends
 /// nothing, a keep-alive connection idle after a response, and a request head that stalls
 /// are each closed by the server about a second later (never at once: the close is the
-/// timeout, not a refusal), while a connection in use every half second stays open.
+/// timeout, not a refusal), while a connection in use every 300 ms stays open.
 async fn sc10_connections_close_after_inactivity() {
     let config = format!("idle_connection_timeout = 1\nheader_read_timeout = 1\n{CONFIG}");
     let n = tokio::task::spawn_blocking(move || Node::start(NodeOpts { config, ..NodeOpts::default() }))
@@ -649,11 +649,11 @@ async fn sc10_connections_close_after_inactivity() {
     tls.write_all(format!("GET /healthz HTTP/1.1\r\nHost: {}\r\n", n.addr).as_bytes()).await.expect("write");
     tls.flush().await.expect("flush");
     within("stalled request head", closed_after(tls).await, 700, 4000);
-    // Activity keeps a connection: seven requests 500 ms apart (3 s in all) on one connection.
+    // Activity keeps a connection: eleven requests 300 ms apart (3 s in all) on one connection.
     let mut tls = n.tls_connect().await;
-    for i in 0..7 {
+    for i in 0..11 {
         if i > 0 {
-            sleep_ms(500).await;
+            sleep_ms(300).await;
         }
         assert!(
             exchange(&mut tls, head.as_bytes()).await.starts_with("HTTP/1.1 200"),
