@@ -18,7 +18,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::api;
 use crate::api_key::ApiKeys;
-use crate::config::{BruteForceConfig, CsrfConfig, CsrfMode, RouteRule};
+use crate::config::{BruteForceConfig, CsrfConfig, CsrfMode, RouteMatching, RouteRule};
 use crate::cookie::{bearer, CookieSettings};
 use crate::problem::{Problem, ProblemKind, PROBLEM_JSON};
 use crate::throttle::{Kind, Source, Throttle, Verdict};
@@ -30,6 +30,8 @@ pub struct HttpSettings {
     pub cookie: CookieSettings,
     /// Step-up rules for forward-auth.
     pub routes: Vec<RouteRule>,
+    /// How paths are compared with the rules' prefixes.
+    pub route_matching: RouteMatching,
     /// Take client IPs from `X-Forwarded-For` / `X-Real-IP`.
     pub trust_forwarded_headers: bool,
     /// Whether responses travel over TLS served by sessiond (adds HSTS).
@@ -47,6 +49,7 @@ impl Default for HttpSettings {
         Self {
             cookie: CookieSettings::production(),
             routes: Vec::new(),
+            route_matching: RouteMatching::default(),
             trust_forwarded_headers: false,
             tls: false,
             max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
@@ -108,6 +111,11 @@ impl AppState {
         metrics: Option<PrometheusHandle>,
         throttle: Arc<Throttle>,
     ) -> Self {
+        if http.route_matching == RouteMatching::Folded {
+            for r in &mut http.routes {
+                r.prefix = crate::path::fold(&r.prefix).into_owned();
+            }
+        }
         // Longest prefix first, so the first match is the most specific rule.
         http.routes.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
         let synchronizer_anywhere = http.csrf.forward_auth == CsrfMode::Synchronizer
@@ -214,9 +222,20 @@ impl AppState {
         }
     }
 
-    /// The most specific step-up rule covering `path`.
+    /// The most specific step-up rule covering `path` (a normalized path), compared as
+    /// [`HttpSettings::route_matching`] says.
     pub fn rule_for(&self, path: &str) -> Option<&RouteRule> {
-        self.inner.http.routes.iter().find(|r| r.matches(path))
+        let http = &self.inner.http;
+        if http.routes.is_empty() {
+            return None;
+        }
+        match http.route_matching {
+            RouteMatching::Exact => http.routes.iter().find(|r| r.matches(path)),
+            RouteMatching::Folded => {
+                let folded = crate::path::fold(path);
+                http.routes.iter().find(|r| r.matches(&folded))
+            }
+        }
     }
 
     /// The `Set-Cookie` value for `token` of a session that ends at `absolute_expires_at`

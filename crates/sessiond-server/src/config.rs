@@ -219,6 +219,22 @@ pub struct RouteRule {
     pub csrf: Option<CsrfMode>,
 }
 
+/// How forward-auth compares the original request's (normalized) path with route rule
+/// prefixes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteMatching {
+    /// ASCII case and trailing dots on path segments ignored on both sides
+    /// ([`crate::path::fold`]): `/ADMIN` and `/admin.` are under an `/admin` rule, as they are
+    /// to case-insensitive backends and to Windows. A rule can only apply more widely than
+    /// under `exact`, never less (the default).
+    #[default]
+    Folded,
+    /// Byte for byte after normalization: for backends where `/Admin` and `/admin` are
+    /// different resources and a rule must not cover the other spelling.
+    Exact,
+}
+
 /// How forward-auth protects cookie-authenticated unsafe methods (`POST`, `PUT`, `PATCH`,
 /// `DELETE`, …) against cross-site request forgery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
@@ -332,6 +348,8 @@ pub struct Config {
     pub policies: Vec<Policy>,
     /// Step-up rules for forward-auth.
     pub routes: Vec<RouteRule>,
+    /// How route rule prefixes are compared with paths (`folded` or `exact`).
+    pub route_matching: RouteMatching,
     /// Whether to keep a per-node near-cache in front of a shared store (Redis, PostgreSQL),
     /// kept honest by the store's pushed invalidations.
     pub near_cache: bool,
@@ -375,6 +393,7 @@ impl Default for Config {
             idle_connection_timeout: DEFAULT_IDLE_CONNECTION_TIMEOUT,
             policies: Vec::new(),
             routes: Vec::new(),
+            route_matching: RouteMatching::default(),
             near_cache: true,
             near_cache_ttl_ms: DEFAULT_NEAR_CACHE_TTL_MS,
             near_cache_max_entries: DEFAULT_NEAR_CACHE_MAX_ENTRIES,
@@ -805,6 +824,15 @@ mod tests {
         }
         let bad = Overrides::from_env(|k| (k == "SESSIOND_IDLE_CONNECTION_TIMEOUT").then(|| "soon".to_owned()));
         assert!(bad.is_err(), "a non-number is refused");
+    }
+
+    #[test]
+    fn route_matching_is_folded_unless_exact_is_asked_for() {
+        assert_eq!(Config::default().route_matching, RouteMatching::Folded);
+        let c = Config::from_toml("route_matching = \"exact\"\n", "t.toml").expect("exact");
+        assert_eq!(c.route_matching, RouteMatching::Exact);
+        let e = Config::from_toml("route_matching = \"loose\"\n", "t.toml").expect_err("unknown variant");
+        assert!(e.to_string().contains("loose"), "{e}");
     }
 
     #[test]

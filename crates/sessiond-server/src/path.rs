@@ -217,6 +217,40 @@ pub fn normalize(uri: &str) -> Result<String, PathError> {
     Ok(norm)
 }
 
+/// The form in which route rules are compared under `route_matching = "folded"` (the
+/// default, [`crate::config::RouteMatching`]): ASCII letters lower-cased and trailing dots
+/// removed from every segment of an already [normalized](normalize) path; a segment made of
+/// dots only disappears, as merged slashes do. Case-insensitive backends (Windows / IIS,
+/// macOS file systems, many CMSs) serve `/ADMIN` as `/admin`, and Windows drops trailing
+/// dots (`/admin.` is `/admin`), so a rule must match those spellings too: folding both
+/// the rule and the path can only make a rule apply more widely, never less. Borrows when
+/// there is nothing to fold (the common case: no allocation).
+///
+/// ```
+/// use sessiond_server::path::fold;
+/// assert_eq!(fold("/ADMIN./Users"), "/admin/users");
+/// assert_eq!(fold("/admin/"), "/admin/");
+/// ```
+pub fn fold(path: &str) -> Cow<'_, str> {
+    let needs = path.bytes().any(|b| b.is_ascii_uppercase()) || path.split('/').any(|seg| seg.ends_with('.'));
+    if !needs {
+        return Cow::Borrowed(path);
+    }
+    let mut out = String::with_capacity(path.len());
+    for seg in path.split('/').skip(1) {
+        let kept = seg.trim_end_matches('.');
+        if kept.is_empty() && !seg.is_empty() {
+            continue;
+        }
+        out.push('/');
+        out.extend(kept.chars().map(|c| c.to_ascii_lowercase()));
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +337,44 @@ mod tests {
         }
         assert!(!rule.matches(&normalize("/administrator").expect("ok")));
         assert!(!rule.matches(&normalize("/admin/../public").expect("ok")));
+        // Folded (the default): other cases and trailing dots stay under the rule too.
+        let folded_rule = crate::config::RouteRule { prefix: fold("/Admin").into_owned(), ..rule.clone() };
+        for raw in [
+            "/ADMIN",
+            "/Admin/x",
+            "/admin.",
+            "/admin./keys",
+            "/ADMIN%2e/users",
+            "/admin.../x",
+            "/%41dmin",
+            "/admin../x",
+        ] {
+            let n = normalize(raw).expect("normalizes");
+            assert!(folded_rule.matches(&fold(&n)), "{raw} -> {} must stay under /admin when folded", fold(&n));
+            assert!(!rule.matches(&n), "exact matching keeps {raw} apart");
+        }
+        for raw in ["/administrator.", "/ADMINISTRATOR", "/Public/admin"] {
+            let n = normalize(raw).expect("normalizes");
+            assert!(!folded_rule.matches(&fold(&n)), "{raw} -> {} is not under /admin", fold(&n));
+        }
+    }
+
+    #[test]
+    fn fold_lowercases_and_drops_trailing_dots_only() {
+        for (path, want) in [
+            ("/", "/"),
+            ("/admin", "/admin"),
+            ("/admin/", "/admin/"),
+            ("/ADMIN/", "/admin/"),
+            ("/admin./x.y/z..", "/admin/x.y/z"),
+            ("/a/.../b", "/a/b"),
+            ("/...", "/"),
+            ("/%C3%A9T%C3%89", "/%c3%a9t%c3%89"),
+            ("/.well-known/x", "/.well-known/x"),
+        ] {
+            assert_eq!(fold(path), want, "{path}");
+        }
+        assert!(matches!(fold("/already/folded/"), Cow::Borrowed(_)), "nothing to fold: borrowed");
     }
 
     /// `normalize_cow` must give exactly what `normalize` gives (value or error), borrowing only

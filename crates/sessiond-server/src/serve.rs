@@ -157,6 +157,7 @@ impl Server {
         let http = HttpSettings {
             cookie,
             routes: config.routes.clone(),
+            route_matching: config.route_matching,
             trust_forwarded_headers: config.trust_forwarded_headers,
             tls: tls.is_some(),
             max_body_bytes: config.max_body_bytes,

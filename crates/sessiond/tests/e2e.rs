@@ -179,6 +179,17 @@ async fn rotate_elevate_step_up_and_replay() {
     let r =
         send(srv.client().get(srv.u("/v1/auth")).bearer_auth(&t0).header("x-forwarded-uri", "/administrator")).await;
     assert_eq!(r.status, 200, "prefixes match whole segments");
+    // Spellings a case-insensitive backend or Windows serves as /admin: the rule still applies
+    // (route_matching = "folded", the default).
+    for sneaky in ["/ADMIN/users", "/Admin", "/admin./users", "/ADMIN%2e/users", "/admin.../users", "/%41DMIN"] {
+        let r = send(srv.client().get(srv.u("/v1/auth")).bearer_auth(&t0).header("x-forwarded-uri", sneaky)).await;
+        r.problem(403, "step-up-required");
+        assert_eq!(r.body["min_aal"], 2, "{sneaky}");
+    }
+    for other in ["/administrator.", "/ADMINISTRATOR", "/Public/admin"] {
+        let r = send(srv.client().get(srv.u("/v1/auth")).bearer_auth(&t0).header("x-forwarded-uri", other)).await;
+        assert_eq!(r.status, 200, "{other} is not under /admin: {}", r.text);
+    }
 
     // The token must belong to the addressed session.
     srv.post(&format!("/v1/sessions/{id}/rotate"), json!({ "token": other["token"] }))
@@ -211,6 +222,10 @@ async fn rotate_elevate_step_up_and_replay() {
     // Fresher authentication demanded by /admin/keys (max_auth_age 1 s).
     tokio::time::sleep(Duration::from_millis(2100)).await;
     let r = send(srv.client().get(srv.u("/v1/auth")).bearer_auth(&t2).header("x-forwarded-uri", "/admin/keys")).await;
+    r.problem(403, "step-up-required");
+    assert_eq!(r.body["max_auth_age"], 1);
+    // The most specific rule wins in any spelling.
+    let r = send(srv.client().get(srv.u("/v1/auth")).bearer_auth(&t2).header("x-forwarded-uri", "/ADMIN/Keys.")).await;
     r.problem(403, "step-up-required");
     assert_eq!(r.body["max_auth_age"], 1);
     // Bad elevate input.
