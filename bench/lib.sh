@@ -33,12 +33,16 @@ create_sessions() {
   [ "$count" -eq "$2" ] || { echo "expected $2 tokens" >&2; return 1; }
 }
 
-# start_auth_and_empty: starts `$BIN serve --dev` (embedded store, API key $KEY) and `$BIN
-# bench-empty` on free ports, creates $SESSIONS sessions, warms both up for $1 seconds of wrk
-# with random valid cookies, and sets AUTH, EMPTY, AUTH_PID, EMPTY_PID and load().
+# start_auth_and_empty: starts `$BIN serve --dev` (API key $KEY; store ${STORE:-embedded:},
+# config file $CONFIG if set) and `$BIN bench-empty` on free ports, creates $SESSIONS
+# sessions, warms both up for $1 seconds of wrk with random valid cookies, and sets AUTH,
+# EMPTY, AUTH_PID, EMPTY_PID and load().
 start_auth_and_empty() {
   AUTH=127.0.0.1:$(free_port); EMPTY=127.0.0.1:$(free_port)
-  SESSIOND_API_KEY="$KEY" SESSIOND_LOG=warn "$BIN" serve --dev --listen "$AUTH" --data-dir "$WORK/data" >/dev/null 2>"$WORK/auth.err" &
+  local extra=()
+  [ -n "${CONFIG:-}" ] && extra=(--config "$CONFIG")
+  SESSIOND_API_KEY="$KEY" SESSIOND_LOG=warn "$BIN" serve --dev --listen "$AUTH" --data-dir "$WORK/data" \
+    --store "${STORE:-embedded:}" "${extra[@]}" >/dev/null 2>"$WORK/auth.err" &
   PIDS+=($!); AUTH_PID=$!
   SESSIOND_LOG=warn "$BIN" bench-empty --listen "$EMPTY" >/dev/null 2>&1 &
   PIDS+=($!); EMPTY_PID=$!

@@ -10,6 +10,8 @@
 #   bench/perf-diff.sh                    # 8 s per server, top 40 symbols
 #   DURATION=15 TOP=60 SESSIONS=10000 bench/perf-diff.sh
 #   KEEP=/tmp/pd bench/perf-diff.sh       # also copy perf.auth and perf.empty there (perf annotate -i)
+#   STORE=redis://127.0.0.1:6379 CONFIG=bench/redis-renewals.toml bench/perf-diff.sh
+#                                         # forward-auth over another store (keys under its prefix)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

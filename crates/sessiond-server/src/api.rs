@@ -743,32 +743,42 @@ impl SessionHeaders<'_> {
     /// `Cache-Control: no-store` and `Content-Length: 0`.
     ///
     /// The map is a clone of a prebuilt one with these names, whose values are then replaced
-    /// in place: no header name is hashed per request. The six session values are slices of
-    /// one shared buffer (one allocation instead of six). A subject or tenant that is not a
-    /// valid header value becomes an empty value.
+    /// in place: no header name is hashed per request. Each value owns its bytes (one small
+    /// allocation, freed without atomic reference counting; an empty tenant and the AAL are
+    /// static), rather than being a slice of one shared buffer, whose reference count every
+    /// slice increments and decrements. A subject or tenant that is not a valid header value
+    /// becomes an empty value.
     fn header_map(&self, csrf: Option<HeaderValue>) -> HeaderMap {
-        let mut buf = Vec::with_capacity(self.subject.len() + self.id.len() + self.tenant.len() + 3 * 20);
-        let mut ends = [0usize; 6];
-        buf.extend_from_slice(self.subject.as_bytes());
-        ends[0] = buf.len();
-        buf.extend_from_slice(self.id.as_bytes());
-        ends[1] = buf.len();
-        buf.extend_from_slice(self.tenant.as_bytes());
-        ends[2] = buf.len();
-        for (i, n) in [u64::from(self.aal), self.auth_time, self.expires_in].into_iter().enumerate() {
-            push_decimal(&mut buf, n);
-            ends[3 + i] = buf.len();
-        }
-        let buf = axum::body::Bytes::from(buf);
+        const AAL: [&str; 4] = ["0", "1", "2", "3"];
+        let text = |s: &str| {
+            if s.is_empty() {
+                HeaderValue::from_static("")
+            } else {
+                HeaderValue::from_bytes(s.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
+            }
+        };
+        let number = |n: u64| {
+            let mut digits = [0u8; 20];
+            HeaderValue::from_bytes(decimal(&mut digits, n)).unwrap_or_else(|_| HeaderValue::from_static(""))
+        };
+        let aal = match AAL.get(usize::from(self.aal)) {
+            Some(v) => HeaderValue::from_static(v),
+            None => number(u64::from(self.aal)),
+        };
+        let facts = [
+            text(self.subject),
+            text(self.id),
+            text(self.tenant),
+            aal,
+            number(self.auth_time),
+            number(self.expires_in),
+        ];
         let mut h = session_header_template(csrf.is_some()).clone();
         let mut values = h.values_mut();
-        let mut start = 0;
-        for end in ends {
+        for fact in facts {
             if let Some(v) = values.next() {
-                *v = HeaderValue::from_maybe_shared(buf.slice(start..end))
-                    .unwrap_or_else(|_| HeaderValue::from_static(""));
+                *v = fact;
             }
-            start = end;
         }
         if let (Some(csrf), Some(v)) = (csrf, values.next()) {
             *v = csrf;
@@ -825,9 +835,8 @@ fn session_header_template(with_csrf: bool) -> &'static HeaderMap {
 const SESSION_HEADER_NAMES: [HeaderName; 6] =
     [X_SESSION_SUBJECT, X_SESSION_ID, X_SESSION_TENANT, X_SESSION_AAL, X_SESSION_AUTH_TIME, X_SESSION_EXPIRES_IN];
 
-/// Appends the decimal digits of `n`.
-fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
+/// The decimal digits of `n`, written at the end of `digits`.
+fn decimal(digits: &mut [u8; 20], mut n: u64) -> &[u8] {
     let mut i = digits.len();
     loop {
         i -= 1;
@@ -837,7 +846,7 @@ fn push_decimal(buf: &mut Vec<u8>, mut n: u64) {
             break;
         }
     }
-    buf.extend_from_slice(&digits[i..]);
+    &digits[i..]
 }
 
 /// Envoy `ext_authz` variant: the original path is appended to `/v1/auth`.
@@ -1540,9 +1549,12 @@ mod tests {
             }
         }
         for n in [0, 1, 9, 10, 99, 100, 12_345, u64::from(u32::MAX), u64::MAX] {
-            let mut buf = Vec::new();
-            push_decimal(&mut buf, n);
-            assert_eq!(buf, n.to_string().into_bytes());
+            let mut digits = [0u8; 20];
+            assert_eq!(decimal(&mut digits, n), n.to_string().as_bytes());
         }
+        // An AAL outside 0-3 (not produced by the engine) is still written as a number.
+        let h =
+            SessionHeaders { subject: "s", id: "i", tenant: "", aal: 7, auth_time: 0, expires_in: 0 }.header_map(None);
+        assert_eq!(h.get(X_SESSION_AAL).and_then(|v| v.to_str().ok()), Some("7"));
     }
 }
