@@ -711,6 +711,21 @@ impl Config {
                 return bad(format!("route {:?}: min_aal must be 0 to 3", r.prefix));
             }
         }
+        // Two rules for one path (under the configured matching) would leave it to the file's
+        // order which one applies.
+        let compared = |p: &str| match self.route_matching {
+            RouteMatching::Folded => crate::path::fold(p).into_owned(),
+            RouteMatching::Exact => p.to_owned(),
+        };
+        let mut seen: std::collections::HashMap<String, &str> = std::collections::HashMap::new();
+        for r in &self.routes {
+            if let Some(first) = seen.insert(compared(&r.prefix), &r.prefix) {
+                return bad(format!(
+                    "route prefixes {first:?} and {:?} name the same path (route_matching = {:?}); merge the two rules",
+                    r.prefix, self.route_matching
+                ));
+            }
+        }
         Ok(())
     }
 
@@ -833,6 +848,14 @@ mod tests {
         assert_eq!(c.route_matching, RouteMatching::Exact);
         let e = Config::from_toml("route_matching = \"loose\"\n", "t.toml").expect_err("unknown variant");
         assert!(e.to_string().contains("loose"), "{e}");
+        // Two rules for one path are refused: folded, `/Admin` and `/admin.` are `/admin`.
+        let two = "[[routes]]\nprefix = \"/admin\"\nmin_aal = 2\n[[routes]]\nprefix = \"/Admin.\"\nmin_aal = 1\n";
+        let e = Config::from_toml(two, "t.toml").expect("parses").validate().expect_err("same folded path");
+        assert!(e.to_string().contains("/Admin."), "{e}");
+        let exact = Config::from_toml(&format!("route_matching = \"exact\"\n{two}"), "t.toml").expect("parses");
+        exact.validate().expect("different paths when exact");
+        let dup = "route_matching = \"exact\"\n[[routes]]\nprefix = \"/a\"\n[[routes]]\nprefix = \"/a\"\n";
+        Config::from_toml(dup, "t.toml").expect("parses").validate().expect_err("the same prefix twice");
     }
 
     #[test]
