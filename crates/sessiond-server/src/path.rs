@@ -19,6 +19,9 @@
 //!    literal `\`, malformed escapes and escapes that do not decode to UTF-8;
 //! 4. runs of `/` are merged;
 //! 5. path parameters (`;…` inside a segment, which Tomcat-style backends ignore) are removed;
+//!    a segment that is empty, `.` or `..` only once its parameters are gone (`/;x/`,
+//!    `/..;x/`) is refused: RFC 3986 and nginx resolve `/admin/;x/../keys` to `/admin/keys`
+//!    and keep `/admin/..;x/keys` under `/admin`, while Tomcat-style backends see `/keys`;
 //! 6. dot-segments are removed (RFC 3986 §5.2.4).
 //!
 //! The result is only used for matching; the request itself is never rewritten.
@@ -40,6 +43,10 @@ pub enum PathError {
     ForbiddenEscape,
     /// Percent-escapes that do not decode to UTF-8.
     InvalidUtf8,
+    /// A segment that is empty, `.` or `..` once its `;` parameters are removed (`/;x/`,
+    /// `/..;x/`, `/.;x/`): backends that strip parameters and backends that do not resolve
+    /// the dot-segments around it to different paths.
+    AmbiguousParameter,
 }
 
 impl fmt::Display for PathError {
@@ -52,6 +59,9 @@ impl fmt::Display for PathError {
                 "the original request path holds an encoded `/`, `\\`, `;` or control character, or a segment that starts or ends with an encoded space"
             }
             PathError::InvalidUtf8 => "the original request path does not decode to UTF-8",
+            PathError::AmbiguousParameter => {
+                "the original request path holds a segment that is empty, `.` or `..` once its `;` parameters are removed, which backends resolve differently"
+            }
         })
     }
 }
@@ -197,7 +207,13 @@ pub fn normalize(uri: &str) -> Result<String, PathError> {
     let trailing = out.ends_with('/') || out.ends_with("/.") || out.ends_with("/..");
     let mut stack: Vec<&str> = Vec::new();
     for seg in out.split('/') {
-        let seg = seg.split(';').next().unwrap_or_default();
+        let seg = match seg.split_once(';') {
+            // `/;x/../k` is `/admin/k` under RFC 3986 and nginx (the `..` removes `;x`) but
+            // `/k` once `;x` is stripped; `..;x` is `..` only to backends that strip it.
+            Some(("" | "." | "..", _)) => return Err(PathError::AmbiguousParameter),
+            Some((name, _)) => name,
+            None => seg,
+        };
         match seg {
             "" | "." => {}
             ".." => {
@@ -274,6 +290,7 @@ mod tests {
             ("/../../admin", "/admin"),
             ("/admin;jsessionid=x/keys", "/admin/keys"),
             ("/admin;/../admin/keys", "/admin/keys"),
+            ("/x;a/../admin/keys", "/admin/keys"),
             ("/admin?x=/public", "/admin"),
             ("/admin#frag", "/admin"),
             ("/admin/", "/admin/"),
@@ -304,6 +321,14 @@ mod tests {
             ("/admin%1b/x", PathError::ForbiddenEscape),
             ("/admin%3B", PathError::ForbiddenEscape),
             ("/admin%3bx/keys", PathError::ForbiddenEscape),
+            // Resolved to /admin/keys by RFC 3986 and nginx, to /keys once `;x` is stripped.
+            ("/admin/;x/../keys", PathError::AmbiguousParameter),
+            ("/admin/;/../keys", PathError::AmbiguousParameter),
+            // `..;x` is `..` only to backends that strip parameters (Tomcat).
+            ("/admin/..;x/keys", PathError::AmbiguousParameter),
+            ("/admin/..;/keys", PathError::AmbiguousParameter),
+            ("/admin/.;x/keys", PathError::AmbiguousParameter),
+            ("/;x", PathError::AmbiguousParameter),
             ("/admin%20", PathError::ForbiddenEscape),
             ("/admin%20/keys", PathError::ForbiddenEscape),
             ("/%20admin", PathError::ForbiddenEscape),

@@ -186,6 +186,13 @@ async fn rotate_elevate_step_up_and_replay() {
         r.problem(403, "step-up-required");
         assert_eq!(r.body["min_aal"], 2, "{sneaky}");
     }
+    // Path parameters that make a dot-segment ambiguous: RFC 3986 and nginx resolve
+    // /admin/;x/../keys to /admin/keys, a parameter-stripping reading to /keys. Refused.
+    for ambiguous in ["/admin/;x/../keys", "/admin/..;x/keys", "/admin/.;/keys"] {
+        let r = send(srv.client().get(srv.u("/v1/auth")).bearer_auth(&t0).header("x-forwarded-uri", ambiguous)).await;
+        r.problem(400, "malformed-request");
+        assert!(r.text.contains("parameters"), "{ambiguous}: {}", r.text);
+    }
     for other in ["/administrator.", "/ADMINISTRATOR", "/Public/admin"] {
         let r = send(srv.client().get(srv.u("/v1/auth")).bearer_auth(&t0).header("x-forwarded-uri", other)).await;
         assert_eq!(r.status, 200, "{other} is not under /admin: {}", r.text);
