@@ -459,7 +459,14 @@ impl Engine {
         if rec.epoch < found.subject_epoch {
             return Err(ClientError::EpochRevoked.into());
         }
-        let policy = self.policy(&rec.policy)?.clone();
+        // A class removed from the configuration ends its sessions: refused like an unknown
+        // session (401), not reported as the caller's bad input (400), which a proxy's
+        // `auth_request` would turn into a 500 instead of a login.
+        let Some(policy) = self.inner.policies.get(&rec.policy) else {
+            tracing::warn!(session = %rec.id, policy = %rec.policy, "the session's policy class is no longer configured; refused");
+            return Err(ClientError::UnknownSession.into());
+        };
+        let policy = policy.clone();
         Ok(Judged::Live { found, successor, policy })
     }
 
