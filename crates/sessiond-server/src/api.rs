@@ -106,7 +106,7 @@ impl SessionView {
 }
 
 /// `POST /v1/sessions`: the outcome of the application's authentication.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSessionRequest {
     /// The authenticated user (1 to 256 bytes, no control characters).
@@ -147,7 +147,7 @@ fn one() -> u8 {
 }
 
 /// `201` of `POST /v1/sessions`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct CreatedResponse {
     /// The session token: hand it to the client once (cookie or bearer). Never log it.
     pub token: String,
@@ -177,7 +177,7 @@ pub struct RequirementBody {
 }
 
 /// `POST /v1/sessions/resolve`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResolveRequest {
     /// The session token the client presented.
@@ -191,7 +191,7 @@ pub struct ResolveRequest {
 }
 
 /// `200` of `POST /v1/sessions/resolve`.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct ResolveResponse {
     /// The session.
     pub session: SessionView,
@@ -212,7 +212,7 @@ pub struct ResolveResponse {
 }
 
 /// `POST /v1/sessions/peek`: a token whose remaining time to report, without renewing.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
     /// The session token.
@@ -229,7 +229,7 @@ pub struct PeekResponse {
 }
 
 /// `POST /v1/sessions/{id}/elevate`.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ElevateRequest {
     /// The session's current token.
@@ -248,7 +248,7 @@ pub struct ElevateRequest {
 }
 
 /// `200` of rotate and elevate.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct RotatedResponse {
     /// The new token; the old one is a read-only alias for the grace window.
     pub token: String,

@@ -304,6 +304,44 @@ impl RouteRule {
     }
 }
 
+/// A secret given as text (an API key): used as a `str`, never shown by `Debug`, so that a
+/// logged or printed [`Config`] or [`Overrides`] does not carry it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretText(String);
+
+impl SecretText {
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::ops::Deref for SecretText {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<String> for SecretText {
+    fn from(s: String) -> Self {
+        Self(s)
+    }
+}
+
+impl From<&str> for SecretText {
+    fn from(s: &str) -> Self {
+        Self(s.to_owned())
+    }
+}
+
+impl std::fmt::Debug for SecretText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretText(redacted)")
+    }
+}
+
 /// The server's settings. Missing TOML keys keep their defaults.
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -368,7 +406,7 @@ pub struct Config {
     pub brute_force: BruteForceConfig,
     /// An API key given as text (environment or flag only; never read from the TOML file).
     #[serde(skip)]
-    pub api_key: Option<String>,
+    pub api_key: Option<SecretText>,
 }
 
 impl Default for Config {
@@ -424,7 +462,7 @@ pub struct Overrides {
     /// `--tls-key` / `SESSIOND_TLS_KEY`.
     pub tls_key: Option<PathBuf>,
     /// `SESSIOND_API_KEY`.
-    pub api_key: Option<String>,
+    pub api_key: Option<SecretText>,
     /// `--api-key-file` / `SESSIOND_API_KEY_FILE`.
     pub api_key_file: Option<PathBuf>,
     /// `--signing-key-file` / `SESSIOND_SIGNING_KEY_FILE`.
@@ -518,7 +556,7 @@ impl Overrides {
             behind_tls_proxy: env_bool(l, "SESSIOND_BEHIND_TLS_PROXY")?,
             tls_cert: path("SESSIOND_TLS_CERT"),
             tls_key: path("SESSIOND_TLS_KEY"),
-            api_key: l("SESSIOND_API_KEY").filter(|v| !v.is_empty()),
+            api_key: l("SESSIOND_API_KEY").filter(|v| !v.is_empty()).map(SecretText::from),
             api_key_file: path("SESSIOND_API_KEY_FILE"),
             signing_key_file: path("SESSIOND_SIGNING_KEY_FILE"),
             log_format: parse_env(l, "SESSIOND_LOG_FORMAT", "`text` or `json`")?,
@@ -537,13 +575,26 @@ impl Overrides {
     }
 }
 
+/// A TOML error as "line L, column C: message", without the source line that
+/// `toml::de::Error`'s `Display` quotes: that line may hold a secret (`api_key = "…"`, a store
+/// URL with a password) and the message ends up on stderr and in `config check`'s output.
+fn toml_error(text: &str, e: &toml::de::Error) -> String {
+    let message = e.message().trim_end();
+    let Some(before) = e.span().and_then(|span| text.get(..span.start)) else {
+        return message.to_owned();
+    };
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {column}: {message}")
+}
+
 impl Config {
     /// Parses TOML text over the defaults. `origin` names the source in errors.
     ///
     /// # Errors
     /// Syntax errors and unknown keys, with the key and position.
     pub fn from_toml(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: e.to_string() })
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: origin.to_owned(), message: toml_error(text, &e) })
     }
 
     /// Reads and parses a TOML file.
@@ -622,7 +673,7 @@ impl Config {
                 if key.is_empty() {
                     return Err(ConfigError::Invalid(format!("the API key file {} is empty", p.display())));
                 }
-                self.api_key = Some(key.to_owned());
+                self.api_key = Some(SecretText::from(key));
             }
         }
         Ok(())
@@ -984,6 +1035,23 @@ mod tests {
         assert!(!e.contains("hunter2"), "{e}");
         let dbg = format!("{:?}", "redis://:hunter2@h".parse::<StoreUrl>().expect("redis"));
         assert!(!dbg.contains("hunter2"), "{dbg}");
+        // Nor does a printed configuration show the API key.
+        let c = Config { api_key: Some("sdk_hunter2_hunter2_hunter2_hunter2".into()), ..Config::default() };
+        let o = Overrides { api_key: c.api_key.clone(), ..Overrides::default() };
+        for dbg in [format!("{c:?}"), format!("{o:?}")] {
+            assert!(!dbg.contains("hunter2") && dbg.contains("redacted"), "{dbg}");
+        }
+        // Through a file, the TOML error must not quote the line either (it holds the URL or a
+        // key); it gives the position instead.
+        for (text, at) in [
+            ("near_cache = true\nstore = \"postgresql+ssl://u:hunter2@db/x\"\n", "line 2"),
+            ("api_key = \"sdk_hunter2\" trailing\n", "line 1"),
+            ("store = \"redis://:hunter2@h\"\nnope = 1\n", "line 2"),
+        ] {
+            let e = Config::from_toml(text, "f.toml").expect_err("refused").to_string();
+            assert!(!e.contains("hunter2"), "{e}");
+            assert!(e.contains(at), "{e}");
+        }
         let c = Config::from_toml(
             "store = \"redis+cluster://a:1,b:2\"\nnear_cache = false\nnear_cache_ttl_ms = 250\n\
              [redis]\nkey_prefix = \"app1\"\n[postgres]\nschema = \"s1\"\n",

@@ -32,11 +32,13 @@ pub struct Global {
     /// `redis+sentinel://…`, `redis+cluster://…` or `postgres://…` [env: SESSIOND_STORE]
     #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
-    /// Talk to a running server at this URL instead of opening the data directory
+    /// Talk to a running server at this URL instead of opening the data directory (https://,
+    /// or http:// on a loopback address only)
     /// [env: SESSIOND_SERVER]
     #[arg(long, global = true, value_name = "URL", env = "SESSIOND_SERVER")]
     pub server: Option<String>,
-    /// Extra CA certificate (PEM) to trust for --server [env: SESSIOND_CA_CERT]
+    /// The CA certificate (PEM) to trust for an https:// --server, the only one trusted
+    /// [env: SESSIOND_CA_CERT]
     #[arg(long, global = true, value_name = "FILE", env = "SESSIOND_CA_CERT")]
     pub ca_cert: Option<PathBuf>,
 }

@@ -13,7 +13,7 @@ use crate::cli::{Command, EventsCmd, SessionsCmd, SubjectsCmd};
 pub struct Client {
     http: reqwest::Client,
     base: String,
-    key: String,
+    key: sessiond_server::config::SecretText,
 }
 
 impl Client {
@@ -23,6 +23,7 @@ impl Client {
             .api_key
             .clone()
             .context("--server needs an API key: set SESSIOND_API_KEY or SESSIOND_API_KEY_FILE")?;
+        check_transport(base)?;
         let mut b = reqwest::Client::builder().timeout(Duration::from_secs(30)).tls_built_in_root_certs(false);
         if let Some(p) = ca_cert {
             let pem = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
@@ -35,7 +36,7 @@ impl Client {
         let res = self
             .http
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.key)
+            .bearer_auth(self.key.expose())
             .query(query)
             .send()
             .await
@@ -53,6 +54,29 @@ impl Client {
             return Ok(serde_json::Value::Null);
         }
         Ok(serde_json::from_slice(&body)?)
+    }
+}
+
+/// Refuses a plain `http://` server that is not on this machine: the API key would cross the
+/// network in clear text (the server refuses the same exposure on its side unless it sits
+/// behind a TLS proxy, which a client then reaches over `https://`).
+fn check_transport(base: &str) -> anyhow::Result<()> {
+    let url = reqwest::Url::parse(base).with_context(|| "--server must be a URL such as https://host:7420")?;
+    let host = url.host_str().unwrap_or_default();
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if loopback => Ok(()),
+        "http" => bail!(
+            "refusing to send the API key in clear text to {}: use https:// (and --ca-cert for a private CA), or http:// on a loopback address only",
+            url.host_str().unwrap_or_default()
+        ),
+        other => bail!("--server must be an http:// or https:// URL, not {other}://"),
     }
 }
 
@@ -123,5 +147,26 @@ pub async fn run(c: &Client, cmd: &Command) -> anyhow::Result<()> {
             bail!("export and import work on the data directory: stop the server and run them without --server")
         }
         _ => bail!("this command does not take --server"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_transport;
+
+    #[test]
+    fn the_api_key_never_goes_to_a_remote_server_in_clear_text() {
+        for ok in
+            ["https://sessiond.example:7420", "http://127.0.0.1:7420", "http://localhost:7420/", "http://[::1]:7420"]
+        {
+            assert!(check_transport(ok).is_ok(), "{ok}");
+        }
+        for refused in
+            ["http://10.0.0.5:7420", "http://sessiond.example", "http://127.0.0.1.example.com", "ftp://127.0.0.1"]
+        {
+            let e = check_transport(refused).expect_err(refused).to_string();
+            assert!(!e.is_empty(), "{refused}");
+        }
+        assert!(check_transport("not a url").is_err());
     }
 }
