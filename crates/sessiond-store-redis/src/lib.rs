@@ -49,6 +49,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use fred::clients::{Pool, SubscriberClient};
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::types::config::Options;
 use fred::types::config::ReconnectPolicy;
 use fred::types::{Builder, ClusterHash, CustomCommand, Value};
 use sessiond_core::event::Event;
@@ -185,6 +186,22 @@ fn interpret(message: &str, beat: &Heartbeat) -> Result<Option<Invalidation>, ()
     })
 }
 
+/// What in Redis's persistence settings lets an acknowledged write be lost on a restart, if
+/// anything.
+fn durability_gap(appendonly: Option<&str>, appendfsync: Option<&str>) -> Option<String> {
+    match (appendonly, appendfsync) {
+        (Some("yes"), Some("always")) => None,
+        (Some("yes"), Some(other)) => Some(format!("syncs its append-only file with appendfsync {other}")),
+        (Some("yes"), None) => Some("did not report appendfsync".into()),
+        (Some(other), _) => Some(format!("runs with appendonly {other}")),
+        (None, _) => Some("did not report appendonly".into()),
+    }
+}
+
+/// How many published messages the invalidation subscriber's queue holds before its listener
+/// counts as overrun (the client's default is 32).
+const SUBSCRIBER_QUEUE: usize = 8192;
+
 /// Whether the invalidation channel is subscribed, and the ordering of
 /// [`Invalidation::Lost`] and [`Invalidation::Resync`]: both are sent under this lock, and a
 /// Resync is sent only if no error arrived since its subscription started.
@@ -215,6 +232,18 @@ impl Link {
 
     fn errors(&self) -> u64 {
         self.lock().errors
+    }
+
+    /// The listener missed messages, but the subscription itself is intact: empty the caches
+    /// (Lost) and, if the channel was trusted, trust it again at once (Resync), since every
+    /// message published from now on is received. Entries filled from then on are read from
+    /// the store after the missed changes.
+    fn overrun(&self, tx: &broadcast::Sender<Invalidation>) {
+        let g = self.lock();
+        let _ = tx.send(Invalidation::Lost);
+        if g.listening {
+            let _ = tx.send(Invalidation::Resync);
+        }
     }
 
     fn resync_if_no_error_since(&self, errors: u64, tx: &broadcast::Sender<Invalidation>) {
@@ -497,19 +526,36 @@ impl RedisStore {
         tx: broadcast::Sender<Invalidation>,
         link: Arc<Link>,
     ) -> Result<SubscriberClient, fred::error::Error> {
-        let sub = builder.build_subscriber_client()?;
-        let (on_msg, beat_link) = (tx.clone(), link.clone());
-        drop(sub.on_message(move |m| {
-            // Only data changes come over the wire; Resync and Lost are local states.
-            match m.value.as_str().map(|t| interpret(&t, &beat)) {
-                Some(Ok(Some(inv))) => {
-                    let _ = on_msg.send(inv);
+        // The client's message queue holds this many messages for the listener below; a
+        // burst (a subject or tenant revocation announces every session it removed) must not
+        // overrun it on a busy runtime.
+        let mut sub_builder = builder.clone();
+        sub_builder.with_performance_config(|p| p.broadcast_channel_capacity = SUBSCRIBER_QUEUE);
+        let sub = sub_builder.build_subscriber_client()?;
+        // Our own loop rather than `on_message`, whose task ends for good at the first
+        // overrun: the node would then never see another invalidation (nor heartbeat, so it
+        // would cycle between "lost" and a trusted cache that receives nothing).
+        let mut messages = sub.message_rx();
+        let (on_msg, msg_link) = (tx.clone(), link.clone());
+        tokio::spawn(async move {
+            loop {
+                match messages.recv().await {
+                    // Only data changes come over the wire; Resync and Lost are local states.
+                    Ok(m) => match m.value.as_str().map(|t| interpret(&t, &beat)) {
+                        Some(Ok(Some(inv))) => {
+                            let _ = on_msg.send(inv);
+                        }
+                        Some(Err(())) => msg_link.beat(),
+                        _ => {}
+                    },
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "the Redis invalidation listener fell behind; near-caches are emptied");
+                        msg_link.overrun(&on_msg);
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
                 }
-                Some(Err(())) => beat_link.beat(),
-                _ => {}
             }
-            async { Ok(()) }
-        }));
+        });
         let (err_tx, err_link) = (tx.clone(), link.clone());
         drop(sub.on_error(move |(e, _)| {
             tracing::warn!(error = %e, "the Redis invalidation channel lost its connection; near-caches stop answering");
@@ -568,6 +614,35 @@ impl RedisStore {
                 "could not read Redis maxmemory-policy (CONFIG may be disabled); make sure it is noeviction"
             ),
         }
+        self.check_durability().await;
+    }
+
+    /// Warns when Redis would lose acknowledged writes on a restart: without the append-only
+    /// file (or with it synced only every second or by the OS), a revocation or epoch bump
+    /// that sessiond already confirmed can disappear, and the revoked sessions come back.
+    async fn check_durability(&self) {
+        let cmd = CustomCommand::new_static("CONFIG", ClusterHash::Random, false);
+        let args = vec![s("GET"), s("append*")];
+        let reply =
+            tokio::time::timeout(self.inner.opts.timeout, self.inner.pool.next().custom::<Value, Value>(cmd, args))
+                .await;
+        let Ok(Ok(v)) = reply else {
+            tracing::warn!(
+                "could not read Redis persistence settings (CONFIG may be disabled); make sure appendonly is yes \
+                 with appendfsync always, or revocations can be lost on a restart"
+            );
+            return;
+        };
+        let flat: Vec<String> = array(v).iter().filter_map(|x| text(x).map(str::to_owned)).collect();
+        let get = |name: &str| flat.chunks(2).find(|kv| kv[0] == name).and_then(|kv| kv.get(1)).map(String::as_str);
+        match durability_gap(get("appendonly"), get("appendfsync")) {
+            Some(gap) => tracing::warn!(
+                "Redis {gap}: a revocation or epoch bump that sessiond confirmed can be lost when Redis restarts, \
+                 and the revoked sessions then come back. Set appendonly yes and appendfsync always \
+                 (see docs/redis-store.md, \"Durability\")"
+            ),
+            None => tracing::debug!("Redis appends every write to its append-only file before answering"),
+        }
     }
 
     /// Runs one operation under the store timeout.
@@ -604,11 +679,13 @@ impl RedisStore {
         all.push(n(keys.len() as u64));
         all.extend(keys.iter().map(|k| s(*k)));
         all.extend(args);
-        let client = self.inner.pool.next();
+        let attempts = if script.replay_safe { None } else { Some(1) };
+        let client = self.inner.pool.next().with_options(&Options { max_attempts: attempts, ..Options::default() });
         match client
             .custom::<Value, Value>(CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot), false), all.clone())
             .await
         {
+            // Not run (unknown script): safe to send again, with its text.
             Err(e) if e.details().contains("NOSCRIPT") => {
                 all[0] = s(script.lua.as_str());
                 client
@@ -1078,30 +1155,30 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete_tenant(&self, tenant: &str) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
-        // One subject at a time (each atomic); the timeout applies per batch of subjects.
-        const BATCH: u64 = 256;
+        // The tenant's subjects as they are when the call starts, read once: the set is
+        // ordered by each subject's latest deadline, which a new login raises, so paging it by
+        // position while subjects log in again could skip one that was never visited. Then
+        // one subject at a time (each atomic); the timeout applies per batch of subjects.
+        const BATCH: usize = 256;
         let key = self.inner.keys.tenant(tenant);
+        let members =
+            self.op("delete_tenant", async { Ok(array(self.cmd("ZRANGE", &key, vec![n(0), s("-1")]).await?)) }).await?;
+        let subjects: Vec<String> = members.iter().filter_map(text).map(str::to_owned).collect();
         let mut out = Vec::new();
-        let mut start = 0u64;
-        loop {
-            let batch = self
+        for batch in subjects.chunks(BATCH) {
+            let gone = self
                 .op("delete_tenant", async {
-                    let members = array(self.cmd("ZRANGE", &key, vec![n(start), n(start + BATCH - 1)]).await?);
                     let mut gone = Vec::new();
-                    for m in &members {
-                        let Some(sub) = text(m) else { continue };
+                    for sub in batch {
                         let sk = self.inner.keys.subject_from_tag(format!("{}/{sub}", enc(tenant)));
                         gone.extend(self.delete_subject_keys(&sk, None).await?);
                     }
-                    Ok((members.len() as u64, gone))
+                    Ok(gone)
                 })
                 .await?;
-            out.extend(batch.1);
-            if batch.0 < BATCH {
-                return Ok(out);
-            }
-            start += BATCH;
+            out.extend(gone);
         }
+        Ok(out)
     }
 
     async fn list_subject(
@@ -1236,6 +1313,20 @@ mod tests {
         assert!(!policy_can_evict("noeviction"));
         for p in ["allkeys-lru", "allkeys-lfu", "allkeys-random", "volatile-lru", "volatile-ttl", "volatile-random"] {
             assert!(policy_can_evict(p), "{p}");
+        }
+    }
+
+    #[test]
+    fn only_an_always_synced_append_only_file_is_durable() {
+        assert_eq!(durability_gap(Some("yes"), Some("always")), None);
+        for (aof, fsync) in [
+            (Some("no"), Some("always")),
+            (Some("yes"), Some("everysec")),
+            (Some("yes"), Some("no")),
+            (None, None),
+            (Some("yes"), None),
+        ] {
+            assert!(durability_gap(aof, fsync).is_some(), "{aof:?} {fsync:?}");
         }
     }
 

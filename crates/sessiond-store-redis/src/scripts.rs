@@ -16,13 +16,25 @@ pub(crate) struct Script {
     pub(crate) name: &'static str,
     pub(crate) lua: String,
     pub(crate) sha: String,
+    /// Whether running it twice has the effect of running it once, with the same reply.
+    /// The client re-sends a command that was in flight when its connection dropped; a script
+    /// that is not replay-safe is sent once only, and a dropped connection is a store error
+    /// (503) instead of a second run whose reply misreports the first (a created session
+    /// reported as a duplicate, a committed update as a conflict, events appended twice).
+    pub(crate) replay_safe: bool,
 }
 
 impl Script {
     fn new(name: &'static str, body: &str) -> Self {
         let lua = format!("{COMMON}\n{body}");
         let sha = Sha1::digest(lua.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        Self { name, lua, sha }
+        Self { name, lua, sha, replay_safe: true }
+    }
+
+    /// Marks the script as changing state in a way a second run would not repeat.
+    fn once(mut self) -> Self {
+        self.replay_safe = false;
+        self
     }
 }
 
@@ -336,20 +348,20 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
-            create: Script::new("create", CREATE),
-            update: Script::new("update", UPDATE),
+            create: Script::new("create", CREATE).once(),
+            update: Script::new("update", UPDATE).once(),
             renew: Script::new("renew", RENEW),
             renew_copy: Script::new("renew_copy", RENEW_COPY),
             load: Script::new("load", LOAD),
-            delete: Script::new("delete", DELETE),
-            delete_subject: Script::new("delete_subject", DELETE_SUBJECT),
+            delete: Script::new("delete", DELETE).once(),
+            delete_subject: Script::new("delete_subject", DELETE_SUBJECT).once(),
             list: Script::new("list", LIST),
             sweep_subject: Script::new("sweep_subject", SWEEP_SUBJECT),
-            bump: Script::new("bump", BUMP),
+            bump: Script::new("bump", BUMP).once(),
             pointer: Script::new("pointer", POINTER),
             touch: Script::new("touch", TOUCH),
             hint_fix: Script::new("hint_fix", HINT_FIX),
-            append: Script::new("append", APPEND),
+            append: Script::new("append", APPEND).once(),
         }
     }
 }

@@ -233,3 +233,92 @@ async fn a_hint_left_behind_by_a_renewal_is_moved_with_its_shard_ttl() {
     let swept = store.sweep_expired(later.plus(std::time::Duration::from_millis(1)), 100).await.unwrap();
     assert_eq!(swept.len(), 1, "the renewed session was not swept at its real deadline");
 }
+
+/// Revoking a tenant reaches every subject that had a session when the call started, even
+/// while subjects it has already visited log in again. Their new logins raise their score in
+/// the tenant set (ordered by latest deadline) and move them to its end; a revocation that
+/// paged that set by position would then skip a subject it never visited, whose sessions
+/// would stay valid although the call returned `Ok`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_revocation_reaches_every_subject_while_others_log_in_again() {
+    let (store, prefix) = fresh(test_options()).await;
+    let _cleanup = support::PrefixGuard(prefix.clone());
+    let store = Arc::new(store);
+    let now = SystemClock.now();
+    // More subjects than one page (256), in deadline order s000 < s001 < …
+    let mut originals = Vec::new();
+    for i in 0..700u64 {
+        let mut r = records::record("big", &format!("s{i:03}"), now);
+        r.absolute_expires_at = now.plus(std::time::Duration::from_secs(3600) + std::time::Duration::from_millis(i));
+        store.create(r.clone(), None, now).await.unwrap();
+        originals.push(r);
+    }
+    // Subjects log in again, earliest first, with later deadlines than anyone: each moves
+    // from the front of the set to its end while the revocation runs.
+    let relogin = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            for i in 0..400u64 {
+                let mut r = records::record("big", &format!("s{i:03}"), now);
+                r.absolute_expires_at =
+                    now.plus(std::time::Duration::from_secs(7200) + std::time::Duration::from_millis(i));
+                store.create(r, None, now).await.unwrap();
+            }
+        })
+    };
+    store.delete_tenant("big").await.unwrap();
+    relogin.await.unwrap();
+    let mut survivors = Vec::new();
+    for r in &originals {
+        if store.find_by_id(&r.id).await.unwrap().is_some()
+            || store.find_by_token(&r.token_hash).await.unwrap().is_some()
+        {
+            survivors.push(r.subject.clone());
+        }
+    }
+    assert!(survivors.is_empty(), "sessions that existed before the tenant was revoked survived: {survivors:?}");
+}
+
+/// A burst on the invalidation channel larger than the subscriber's queue (a tenant
+/// revocation announces every session it removed) must not silence the node: changes made
+/// after the burst still reach it, and it trusts its channel again. A listener that stopped at
+/// the first overrun would never hear another invalidation, so a revocation made elsewhere
+/// would keep being accepted from its near-cache.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_invalidation_listener_survives_a_burst_larger_than_its_queue() {
+    let (a, prefix) = fresh(test_options()).await;
+    let _cleanup = support::PrefixGuard(prefix.clone());
+    let b = sessiond_store_redis::RedisStore::connect(
+        &support::redis_url(),
+        sessiond_store_redis::RedisOptions { key_prefix: prefix.clone(), ..test_options() },
+    )
+    .await
+    .unwrap();
+    let mut rx = b.invalidations();
+    for _ in 0..100 {
+        if b.listening() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(b.listening(), "the subscription never started");
+    // 50,000 messages published inside one script: they reach the subscriber back to back.
+    let burst = "for i = 1, 50000 do redis.call('PUBLISH', KEYS[1], '{\"kind\":\"noise\"}') end";
+    cli(6379, &["eval", burst, "1", &format!("{prefix}:inv")]);
+    let now = SystemClock.now();
+    let r = records::record("acme", "alice", now);
+    a.create(r.clone(), None, now).await.unwrap();
+    assert!(a.delete(&r.id).await.unwrap().is_some());
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            match rx.recv().await {
+                Ok(sessiond_store_redis::Invalidation::Session { id, .. }) if id == r.id => return true,
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+            }
+        }
+    })
+    .await;
+    assert_eq!(heard, Ok(true), "the deletion after the burst was never announced to the other store");
+    assert!(b.listening(), "the channel is not trusted again after the burst");
+}
