@@ -199,7 +199,8 @@ struct Sql {
     renew_copy: String,
     delete: String,
     delete_subject: String,
-    delete_tenant: String,
+    tenant_ids: String,
+    delete_ids: String,
     list: String,
     epoch: String,
     bump: String,
@@ -253,7 +254,8 @@ impl Sql {
                 "DELETE FROM {sessions} WHERE tenant = $1 AND subject = $2 AND ($3::bytea IS NULL OR id <> $3) \
                  RETURNING record"
             ),
-            delete_tenant: format!("DELETE FROM {sessions} WHERE tenant = $1 RETURNING record"),
+            tenant_ids: format!("SELECT id FROM {sessions} WHERE tenant = $1"),
+            delete_ids: format!("DELETE FROM {sessions} WHERE id = ANY($1) RETURNING record"),
             list: format!(
                 "SELECT record FROM {sessions} WHERE tenant = $1 AND subject = $2 AND deadline > $3 \
                  AND (created_at, id) > ($4, $5) ORDER BY created_at, id LIMIT $6"
@@ -455,11 +457,21 @@ impl PostgresStore {
         Ok(())
     }
 
+    /// One notification per removed session, queued in one round trip.
     async fn notify_removed(&self, tx: &Transaction<'_>, gone: &[Arc<SessionRecord>]) -> Result<(), StoreError> {
-        for r in gone {
-            self.notify(tx, &Invalidation::Session { id: r.id, token_hashes: r.lookup_hashes().copied().collect() })
-                .await?;
+        if gone.is_empty() {
+            return Ok(());
         }
+        let payloads = gone
+            .iter()
+            .map(|r| {
+                let inv = Invalidation::Session { id: r.id, token_hashes: r.lookup_hashes().copied().collect() };
+                serde_json::to_string(&inv).map_err(|_| corrupt("invalidation encoding"))
+            })
+            .collect::<Result<Vec<String>, StoreError>>()?;
+        tx.execute("SELECT pg_notify($1, p) FROM unnest($2::text[]) AS p", &[&self.inner.channel, &payloads])
+            .await
+            .map_err(db)?;
         Ok(())
     }
 
@@ -827,7 +839,26 @@ impl SessionStore for PostgresStore {
     }
 
     async fn delete_tenant(&self, tenant: &str) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
-        self.op("delete_tenant", async { self.delete_where(&self.inner.sql.delete_tenant, &[&tenant]).await }).await
+        // The tenant's sessions as they are when the call starts, then deleted in bounded
+        // batches, each its own transaction under the operation timeout: one statement over a
+        // large tenant would hold every row lock and outlast the timeout on every retry.
+        const BATCH: usize = 500;
+        let ids: Vec<Vec<u8>> = self
+            .op("delete_tenant", async {
+                let c = self.client().await?;
+                let rows = c.query(&self.inner.sql.tenant_ids, &[&tenant]).await.map_err(db)?;
+                rows.iter().map(|r| r.try_get::<_, Vec<u8>>(0).map_err(db)).collect()
+            })
+            .await?;
+        let mut out = Vec::new();
+        for batch in ids.chunks(BATCH) {
+            let batch = batch.to_vec();
+            out.extend(
+                self.op("delete_tenant", async { self.delete_where(&self.inner.sql.delete_ids, &[&batch]).await })
+                    .await?,
+            );
+        }
+        Ok(out)
     }
 
     async fn list_subject(

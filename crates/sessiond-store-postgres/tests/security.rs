@@ -183,3 +183,42 @@ async fn a_silently_dead_listener_is_detected_by_the_heartbeat() {
     relay.set_open(true);
     drop(quiet);
 }
+
+/// Revoking a large tenant finishes under a tight operation timeout: it deletes in bounded
+/// batches, each its own transaction with its notifications queued in one round trip. One
+/// statement over every row, with one notification round trip per row, outlasted the timeout
+/// and rolled back on every attempt, so such a tenant could never be revoked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_tenant_is_revoked_within_the_operation_timeout() {
+    let (store, schema) = fresh().await;
+    let _cleanup = support::SchemaGuard(schema.clone());
+    let store = std::sync::Arc::new(store);
+    let now = SystemClock.now();
+    const SESSIONS: usize = 6000;
+    let mut ids = Vec::new();
+    for chunk in 0..SESSIONS / 100 {
+        let mut tasks = Vec::new();
+        for i in 0..100 {
+            let r = records::record("big", &format!("s{}", chunk * 100 + i), now);
+            ids.push(r.id);
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move { store.create(r, None, now).await.unwrap() }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+    }
+    let tight = PostgresStore::connect(
+        &postgres_url(),
+        PostgresOptions { timeout: Duration::from_millis(250), ..test_options(&schema) },
+    )
+    .await
+    .unwrap();
+    let gone = tight.delete_tenant("big").await.expect("the tenant revocation finished");
+    assert_eq!(gone.len(), SESSIONS);
+    assert_eq!(psql(&format!("SELECT count(*) FROM {schema}.sessions WHERE tenant = 'big'")).trim(), "0");
+    for id in ids.iter().step_by(97) {
+        assert!(store.find_by_id(id).await.unwrap().is_none());
+    }
+    drop_schema(&schema);
+}
