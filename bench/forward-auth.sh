@@ -32,12 +32,13 @@ command -v wrk >/dev/null || { echo "wrk is missing: apt-get install -y wrk" >&2
 echo "== starting sessiond (store $STORE, dev mode) on $AUTH_ADDR and bench-empty on $EMPTY_ADDR"
 SESSIOND_API_KEY="$KEY" SESSIOND_LOG=warn "$BIN" serve --dev --listen "$AUTH_ADDR" --data-dir "$WORK/data" --store "$STORE" \
   >"$WORK/serve.out" 2>"$WORK/serve.err" &
-PIDS+=($!)
+PIDS+=($!); AUTH_PID=$!
 SESSIOND_LOG=warn "$BIN" bench-empty --listen "$EMPTY_ADDR" >"$WORK/empty.out" 2>"$WORK/empty.err" &
-PIDS+=($!)
+PIDS+=($!); EMPTY_PID=$!
+HEADERS_PID=
 if [ "$HEADERS" = "1" ]; then
   SESSIOND_LOG=warn "$BIN" bench-empty --session-headers --listen "$HEADERS_ADDR" >/dev/null 2>&1 &
-  PIDS+=($!)
+  PIDS+=($!); HEADERS_PID=$!
 fi
 for _ in $(seq 1 100); do
   curl -sf "http://$AUTH_ADDR/healthz" >/dev/null && curl -s "http://$EMPTY_ADDR/" >/dev/null &&
@@ -47,9 +48,15 @@ done
 
 create_sessions "$AUTH_ADDR" "$SESSIONS"
 
-run() { # name url path [pace_ms]
-  TOKENS="$WORK/tokens.txt" BENCH_PATH="$3" PACE_MS="${4:-0}" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
-    -s "$ROOT/bench/forward-auth.lua" "$2" | tee "$WORK/$1.txt" >&2
+# CPU time (user + system, in clock ticks) a process has used so far.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+run() { # name url path [pace_ms] [server pid]
+  local before=0
+  [ -n "${5:-}" ] && before=$(ticks "$5")
+  TOKENS="$WORK/tokens.txt" BENCH_PATH="$3" PACE_MS="${4:-0}" /usr/bin/time -f "%U %S" -o "$WORK/$1.wrkcpu" \
+    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$ROOT/bench/forward-auth.lua" "$2" | tee "$WORK/$1.txt" >&2
+  [ -n "${5:-}" ] && echo $(($(ticks "$5") - before)) >"$WORK/$1.srvticks"
+  return 0
 }
 echo "== warm-up"
 TOKENS="$WORK/tokens.txt" wrk -t"$THREADS" -c"$CONNS" -d3s -s "$ROOT/bench/forward-auth.lua" "http://$AUTH_ADDR" >/dev/null
@@ -60,12 +67,12 @@ TOKENS="$WORK/tokens.txt" BENCH_PATH=/ wrk -t"$THREADS" -c"$CONNS" -d3s -s "$ROO
 ROUNDS=${ROUNDS:-3}
 for r in $(seq 1 "$ROUNDS"); do
   echo "== round $r: empty handler (GET /, same stack)"
-  run "empty$r" "http://$EMPTY_ADDR" /
+  run "empty$r" "http://$EMPTY_ADDR" / 0 "$EMPTY_PID"
   echo "== round $r: forward-auth (GET /v1/auth, random valid cookie)"
-  run "auth$r" "http://$AUTH_ADDR" /v1/auth
+  run "auth$r" "http://$AUTH_ADDR" /v1/auth 0 "$AUTH_PID"
   if [ "$HEADERS" = "1" ]; then
     echo "== round $r: empty handler with the six session headers"
-    run "headers$r" "http://$HEADERS_ADDR" /
+    run "headers$r" "http://$HEADERS_ADDR" / 0 "$HEADERS_PID"
   fi
 done
 
@@ -106,6 +113,22 @@ if [ "$PACE_MS" != "0" ]; then
   echo "| empty handler | $(rps pacedempty) | $(p50 pacedempty) | $(p99 pacedempty) |"
   echo "| forward-auth | $(rps pacedauth) | $(p50 pacedauth) | $(p99 pacedauth) |"
 fi
+echo
+# Where the two cores went, per request served: the server's CPU time and wrk's (user +
+# system). On a machine the load generator shares, the ratio is (empty server + empty client) /
+# (forward-auth server + forward-auth client), so a cost on either side lowers it.
+TICK=$(getconf CLK_TCK)
+reqs() { awk '/requests in/ {print $1}' "$WORK/$1.txt"; }
+srv_us() { awk -v t="$(cat "$WORK/$1.srvticks")" -v n="$(reqs "$1")" -v hz="$TICK" 'BEGIN { printf "%.2f\n", 1e6 * t / hz / n }'; }
+cli_us() { awk -v n="$(reqs "$1")" '{ printf "%.2f\n", 1e6 * ($1 + $2) / n }' "$WORK/$1.wrkcpu"; }
+echo
+echo "| CPU µs per request (median of $ROUNDS rounds) | server | wrk | both |"
+echo "|---|---|---|---|"
+for who in empty auth $([ "$HEADERS" = "1" ] && echo headers); do
+  S=$(for r in $(seq 1 "$ROUNDS"); do srv_us "$who$r"; done | median)
+  C=$(for r in $(seq 1 "$ROUNDS"); do cli_us "$who$r"; done | median)
+  echo "| $who | $S | $C | $(awk -v s="$S" -v c="$C" 'BEGIN { printf "%.2f", s + c }') |"
+done
 echo
 [ "$HEADERS" = "1" ] && echo "median empty-with-session-headers / empty = $HMED %"
 echo "median forward-auth / empty = $MED % over $ROUNDS interleaved rounds ($CONNS connections, $THREADS wrk threads, $DURATION each, $(nproc) cores, $SESSIONS sessions, store $STORE)"
