@@ -536,6 +536,36 @@ pub async fn binding_revoke_policy(store: Arc<dyn SessionStore>) {
     assert!(k.contains(&"anomaly".to_string()) && k.contains(&"revoked.binding".to_string()), "{k:?}");
 }
 
+/// Under `ip_prefix = step_up` a request from another network gets the session at AAL 0
+/// until the user re-authenticates, and keeps getting it so: the renewals its requests cause
+/// must not record the new address, or the next request would see no drift at all (a stolen
+/// token regaining full assurance by waiting for a renewal).
+pub async fn step_up_binding_survives_renewals(store: Arc<dyn SessionStore>) {
+    let h = Harness::new(store);
+    let mut req = h.request("alice", "bind-step-up");
+    req.device.first_ip = Some("192.0.2.10".into());
+    let c = h.engine.create(req).await.expect("create");
+    let home = RequestContext { ip: "192.0.2.77".parse().ok(), user_agent: None };
+    let away = RequestContext { ip: "198.51.100.1".parse().ok(), user_agent: None };
+    let r = h.engine.resolve(c.token.expose(), &home).await.expect("home");
+    assert!(!r.step_up_forced);
+    // From the other network, across several renewals.
+    for round in 0..4 {
+        let r = h.engine.resolve(c.token.expose(), &away).await.expect("away");
+        assert!(r.step_up_forced, "round {round}: the drift was forgotten");
+        assert_eq!(r.aal(), 0, "round {round}");
+        h.advance(IDLE.mul_f64(0.2));
+    }
+    let stored = h.store.find_by_id(&c.session.id).await.expect("find").expect("live").record;
+    assert!(stored.last_seen_at > c.session.last_seen_at, "the requests renewed the session");
+    assert_ne!(stored.device.last_ip.as_deref(), Some("198.51.100.1"), "the unadopted address was recorded");
+    if let Some(Ok(r)) = h.engine.resolve_now(c.token.expose(), &away) {
+        assert!(r.step_up_forced, "the non-waiting path lost the drift");
+    }
+    let r = h.engine.resolve(c.token.expose(), &home).await.expect("home again");
+    assert!(!r.step_up_forced);
+}
+
 /// A renewal carries the caller's copy of the record, which a store may write from: a copy
 /// older than an update (data change, rotation) must not overwrite it, and a copy renewed
 /// less recently than the stored session must not move its deadlines backwards.

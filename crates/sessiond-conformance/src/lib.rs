@@ -72,6 +72,11 @@ pub fn test_policies() -> Policies {
     add(Policy {
         name: "bind-revoke".into(),
         binding: Binding { user_agent: BindingAction::Revoke, ip_prefix: BindingAction::Revoke },
+        ..test.clone()
+    });
+    add(Policy {
+        name: "bind-step-up".into(),
+        binding: Binding { user_agent: BindingAction::Allow, ip_prefix: BindingAction::StepUp },
         ..test
     });
     p
@@ -325,6 +330,7 @@ macro_rules! for_each_case {
             prelogin_token_is_revoked_not_adopted,
             logout_replay_is_refused,
             binding_revoke_policy,
+            step_up_binding_survives_renewals,
             peek_does_not_renew,
             renewal_from_a_stale_copy_never_overwrites_newer_state,
             renewed_session_is_swept_at_its_new_deadline,

@@ -621,7 +621,10 @@ impl Engine {
         let mut renewed = false;
         if Self::renewal_due(&rec, &policy, now) {
             idle_expires_at = now.plus(policy.idle_timeout).min(rec.absolute_expires_at);
-            let ip = ctx.ip.map(|ip| ip.to_string());
+            // A drift that forces step-up was not adopted: the renewal must not record the
+            // new address either, or the next request would see no drift and get its full
+            // assurance back without re-authenticating.
+            let ip = if step_up_forced { None } else { ctx.ip.map(|ip| ip.to_string()) };
             self.inner.store.renew(&rec, now, idle_expires_at, ip.as_deref()).await?;
             self.emit(vec![Event::new(now, EventKind::Renewed, Some(rec.id), &rec.subject, &rec.tenant)]).await;
             renewed = true;
