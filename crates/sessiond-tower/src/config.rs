@@ -36,6 +36,7 @@ pub struct SessionConfig {
     name: Cow<'static, str>,
     secure: bool,
     allowed_origins: Vec<String>,
+    cross_site_login: bool,
 }
 
 impl Default for SessionConfig {
@@ -50,13 +51,13 @@ impl SessionConfig {
     /// `Domain`, no `Max-Age` unless the policy is persistent (OWASP Session Management Cheat
     /// Sheet "Cookies"; ASVS V3.4). `Origin` must match the request's `Host`.
     pub fn production() -> Self {
-        Self { name: Cow::Borrowed(HOST_COOKIE), secure: true, allowed_origins: Vec::new() }
+        Self { name: Cow::Borrowed(HOST_COOKIE), secure: true, allowed_origins: Vec::new(), cross_site_login: false }
     }
 
     /// Development mode, for plain HTTP on localhost only: the cookie is `sid` and has no
     /// `Secure` (and so cannot carry the `__Host-` prefix). Never use it in production.
     pub fn development() -> Self {
-        Self { name: Cow::Borrowed(DEV_COOKIE), secure: false, allowed_origins: Vec::new() }
+        Self { name: Cow::Borrowed(DEV_COOKIE), secure: false, allowed_origins: Vec::new(), cross_site_login: false }
     }
 
     /// Renames the cookie.
@@ -101,6 +102,23 @@ impl SessionConfig {
         }
         self.allowed_origins = out;
         Ok(self)
+    }
+
+    /// Lets a cross-site state-changing request log in (default: refused with 403
+    /// `csrf-rejected`). Login CSRF: without this refusal a cross-site form posting the
+    /// attacker's credentials to the login route would log the victim into the attacker's
+    /// account (`SameSite=Lax` lets a top-level POST response set the cookie). Turn it on only
+    /// for single sign-on callbacks that arrive as cross-site POSTs (OpenID Connect
+    /// `response_mode=form_post`, the SAML POST binding); those flows must check their own
+    /// `state` / `nonce` / `RelayState`.
+    pub fn with_cross_site_login(mut self, allowed: bool) -> Self {
+        self.cross_site_login = allowed;
+        self
+    }
+
+    /// Whether cross-site requests may log in ([`SessionConfig::with_cross_site_login`]).
+    pub fn cross_site_login(&self) -> bool {
+        self.cross_site_login
     }
 
     /// The cookie name.

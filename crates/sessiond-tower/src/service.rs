@@ -154,7 +154,11 @@ where
                 ip: req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()),
                 user_agent: req.headers().get(USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_owned),
             };
-            let slot = Arc::new(Slot::new(layer.backend.clone(), client, presented.clone(), transport));
+            let mut slot = Slot::new(layer.backend.clone(), client, presented.clone(), transport);
+            if transport != Transport::Bearer && is_unsafe(req.method()) && !config.cross_site_login() {
+                slot.login_refused = cross_site(req.headers(), config).err();
+            }
+            let slot = Arc::new(slot);
 
             if let Some(token) = presented.as_ref().filter(|t| SecretToken::looks_valid(t.expose())) {
                 // Most requests are answered from memory with nothing to write; the rest
@@ -230,21 +234,28 @@ fn check_csrf(slot: &Slot, headers: &HeaderMap, config: &SessionConfig) -> Resul
     let Some(info) = slot.lock().current.as_ref().map(|c| c.info.clone()) else {
         return Ok(());
     };
-    if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
-        return Err(CsrfFailure::CrossSite);
-    }
-    if let Some(origin) = headers.get(ORIGIN) {
-        let host = headers.get(HOST).and_then(|v| v.to_str().ok());
-        let ok = origin.to_str().is_ok_and(|o| config.origin_allowed(o, host));
-        if !ok {
-            return Err(CsrfFailure::OriginNotAllowed);
-        }
-    }
+    cross_site(headers, config)?;
     let Some(presented) = headers.get(CSRF_HEADER).and_then(|v| v.to_str().ok()).map(str::trim) else {
         return Err(CsrfFailure::MissingToken);
     };
     if !slot.backend.verify_csrf(&info, presented) {
         return Err(CsrfFailure::WrongToken);
+    }
+    Ok(())
+}
+
+/// The Fetch-Metadata and `Origin` checks: refuses a request the browser marked
+/// `Sec-Fetch-Site: cross-site` or whose `Origin` is not allowed. Guards state changes of a
+/// cookie session, and logins (login CSRF) whatever the session.
+fn cross_site(headers: &HeaderMap, config: &SessionConfig) -> Result<(), CsrfFailure> {
+    if headers.get("sec-fetch-site").is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"cross-site")) {
+        return Err(CsrfFailure::CrossSite);
+    }
+    if let Some(origin) = headers.get(ORIGIN) {
+        let host = headers.get(HOST).and_then(|v| v.to_str().ok());
+        if !origin.to_str().is_ok_and(|o| config.origin_allowed(o, host)) {
+            return Err(CsrfFailure::OriginNotAllowed);
+        }
     }
     Ok(())
 }

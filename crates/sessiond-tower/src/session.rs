@@ -15,7 +15,7 @@ use sessiond_core::time::UnixMs;
 use sessiond_core::{Requirement, SessionId};
 
 use crate::backend::{ClientInfo, IssuedToken, Login, SecretToken, SessionBackend, SessionInfo};
-use crate::error::{Error, Result};
+use crate::error::{CsrfFailure, Error, Result};
 
 /// How the request presented its credential.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +67,8 @@ pub(crate) struct Slot {
     pub(crate) backend: Arc<dyn SessionBackend>,
     pub(crate) client: ClientInfo,
     state: Mutex<State>,
+    /// Why this request may not log in (a cross-site state change: login CSRF), if so.
+    pub(crate) login_refused: Option<CsrfFailure>,
 }
 
 impl fmt::Debug for Slot {
@@ -83,7 +85,7 @@ impl Slot {
         transport: Transport,
     ) -> Self {
         let state = State { presented, transport, current: None, last: None, cookie: CookieAction::Keep };
-        Self { backend, client, state: Mutex::new(state) }
+        Self { backend, client, state: Mutex::new(state), login_refused: None }
     }
 
     /// The state. A poisoned lock only means a handler panicked while holding it; the state
@@ -108,6 +110,10 @@ impl Slot {
     }
 
     async fn login(&self, login: Login) -> Result<()> {
+        if let Some(f) = self.login_refused {
+            tracing::info!(failure = ?f, "a cross-site request tried to log in; refused (login CSRF)");
+            return Err(Error::CsrfRejected(f));
+        }
         let previous = {
             let s = self.lock();
             // The presented token (valid or not) and the current one (after a rotation) are

@@ -257,3 +257,8 @@ async fn resolve_now_answers_reads_and_leaves_writes_to_resolve() {
     kit.engine().revoke(&alice.id, sessiond_core::RevokeReason::Admin).await.unwrap();
     assert!(matches!(backend.resolve_now(alice.token(), &client), Some(Err(Error::Unauthenticated))));
 }
+
+#[tokio::test]
+async fn a_cross_site_login_is_refused() {
+    login_csrf_is_refused(&env()).await;
+}

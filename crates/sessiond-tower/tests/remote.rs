@@ -139,3 +139,8 @@ async fn remote_server_down_is_a_503() {
     let err = remote.create(Login::new("alice"), None, &Default::default()).await.unwrap_err();
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn remote_a_cross_site_login_is_refused() {
+    login_csrf_is_refused(&env().await).await;
+}

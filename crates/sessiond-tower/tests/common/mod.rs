@@ -518,3 +518,34 @@ pub async fn option_session_on_public_pages(env: &Env) {
     env.engine.bump_epoch("", "alice").await.unwrap();
     assert_eq!(env.get("/public", Some(&alice.token)).await.body, "anonymous");
 }
+
+/// Login CSRF: a cross-site form posting the attacker's credentials to the login route must
+/// not log the victim in (no session cookie, 403), whether the request carries no session or
+/// someone's; a same-origin login works. Nothing is created by a refused login.
+pub async fn login_csrf_is_refused(env: &Env) {
+    let before = env.engine.list("", "mallory", None, 10).await.unwrap().sessions.len();
+    for (name, value) in [("sec-fetch-site", "cross-site"), ("origin", "https://evil.example"), ("origin", "null")] {
+        let req = env.req("POST", "/login", None, None).header(name, value).body(Body::from("mallory")).unwrap();
+        let res = env.send(req).await;
+        assert_eq!(res.status, StatusCode::FORBIDDEN, "{name}: {value}: {}", res.body);
+        assert_eq!(res.json()["type"], "https://sessiond.dev/problems/csrf-rejected");
+        assert!(
+            res.session_cookie(&env.cookie_name).is_none_or(|c| c.value.is_empty()),
+            "{name}: a session cookie was set"
+        );
+    }
+    assert_eq!(
+        env.engine.list("", "mallory", None, 10).await.unwrap().sessions.len(),
+        before,
+        "a refused login created a session"
+    );
+    let req = env
+        .req("POST", "/login", None, None)
+        .header("sec-fetch-site", "same-origin")
+        .header("origin", format!("https://{HOST}"))
+        .body(Body::from("mallory"))
+        .unwrap();
+    let res = env.send(req).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert!(res.session_cookie(&env.cookie_name).is_some_and(|c| !c.value.is_empty()));
+}
