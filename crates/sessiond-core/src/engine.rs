@@ -12,7 +12,8 @@ use crate::event::{Event, EventKind, RevokeReason};
 use crate::id::{IdSource, OsIdSource, SessionId};
 use crate::policy::{BindingAction, Policies, Policy, Requirement};
 use crate::record::{
-    check_name, DeviceInfo, Expiry, RetiredToken, SessionRecord, MAX_DATA_BYTES, MAX_DATA_KEYS, RETIRED_KEPT,
+    check_name, json_depth, DeviceInfo, Expiry, RetiredToken, SessionRecord, MAX_DATA_BYTES, MAX_DATA_DEPTH,
+    MAX_DATA_KEYS, RETIRED_KEPT,
 };
 use crate::store::{CreateOutcome, LimitRule, Lookup, Page, PageCursor, SessionStore, UpdateOutcome};
 use crate::time::{Clock, SystemClock, UnixMs};
@@ -1083,6 +1084,9 @@ fn check_data(data: &BTreeMap<String, serde_json::Value>) -> Result<(), Malforme
     let size = serde_json::to_vec(data).map(|v| v.len()).unwrap_or(usize::MAX);
     if size > MAX_DATA_BYTES {
         return Err(MalformedInput::Field("session data is larger than 8 KiB"));
+    }
+    if data.values().any(|v| json_depth(v) > MAX_DATA_DEPTH) {
+        return Err(MalformedInput::Field("session data nests arrays and objects at most 32 deep"));
     }
     Ok(())
 }

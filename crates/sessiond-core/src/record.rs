@@ -14,6 +14,31 @@ pub const RECORD_VERSION: u32 = 1;
 pub const RETIRED_KEPT: usize = 4;
 /// Maximum encoded size of a session's data map, in bytes.
 pub const MAX_DATA_BYTES: usize = 8 * 1024;
+
+/// How deeply arrays and objects may nest in a session data value. serde_json refuses to read
+/// back more than 128 levels, and stores keep records as JSON: deeper data would be accepted,
+/// written, and then fail to decode (the session would vanish from resolve, or at the next
+/// restart).
+pub const MAX_DATA_DEPTH: usize = 32;
+
+/// Nesting depth of arrays and objects in `v` (a scalar is 0), without recursion.
+pub fn json_depth(v: &serde_json::Value) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        let children: Box<dyn Iterator<Item = &serde_json::Value>> = match v {
+            serde_json::Value::Array(a) => Box::new(a.iter()),
+            serde_json::Value::Object(o) => Box::new(o.values()),
+            _ => continue,
+        };
+        deepest = deepest.max(d + 1);
+        stack.extend(children.map(|c| (c, d + 1)));
+    }
+    deepest
+}
+
+/// The largest subject epoch a store keeps (SQL `bigint`); a bump beyond it is refused.
+pub const MAX_EPOCH: u64 = i64::MAX as u64;
 /// Maximum number of keys in a session's data map.
 pub const MAX_DATA_KEYS: usize = 64;
 
