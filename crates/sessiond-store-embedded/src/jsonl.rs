@@ -17,7 +17,7 @@ use rusqlite::Connection;
 
 use sessiond_core::event::Event;
 use sessiond_core::id::SessionId;
-use sessiond_core::record::SessionRecord;
+use sessiond_core::record::{check_name, json_depth, SessionRecord, MAX_DATA_DEPTH, MAX_DATA_KEYS, MAX_EPOCH};
 use sessiond_core::token::TokenHash;
 use sessiond_core::StoreError;
 
@@ -130,6 +130,9 @@ pub(crate) fn parse(r: impl BufRead) -> Result<Parsed, StoreError> {
         match serde_json::from_str::<Line>(&line) {
             Err(e) => return Err(bad_line(n, format_args!("not an export line ({e})"))),
             Ok(Line::Epoch { tenant, subject, epoch }) => {
+                if epoch > MAX_EPOCH {
+                    return Err(bad_line(n, "the epoch is larger than a store keeps"));
+                }
                 let e = epochs.entry((tenant, subject)).or_default();
                 *e = (*e).max(epoch);
             }
@@ -139,6 +142,9 @@ pub(crate) fn parse(r: impl BufRead) -> Result<Parsed, StoreError> {
                 let Some(r) = SessionRecord::decode(&bytes) else {
                     return Err(bad_line(n, "the session record does not decode (bad fields or unknown version)"));
                 };
+                if let Some(why) = implausible(&r) {
+                    return Err(bad_line(n, format_args!("session {}: {why}", r.id)));
+                }
                 if !ids.insert(r.id) {
                     return Err(bad_line(n, format_args!("session {} appears twice", r.id)));
                 }
@@ -152,6 +158,32 @@ pub(crate) fn parse(r: impl BufRead) -> Result<Parsed, StoreError> {
     let mut epochs: Vec<_> = epochs.into_iter().map(|((t, s), e)| (t, s, e)).collect();
     epochs.sort();
     Ok((sessions, epochs))
+}
+
+/// Why an imported record could not have been written by sessiond, if so: an export is
+/// trusted no more than any other input (a hand-edited or hostile file must not plant an
+/// epoch no bump can pass, data that cannot be read back, or deadlines out of order).
+fn implausible(r: &SessionRecord) -> Option<&'static str> {
+    if r.epoch > MAX_EPOCH {
+        return Some("its epoch is larger than a store keeps");
+    }
+    if r.aal > 3 {
+        return Some("its assurance level is above 3");
+    }
+    if r.idle_expires_at > r.absolute_expires_at || r.created_at > r.absolute_expires_at {
+        return Some("its deadlines are out of order");
+    }
+    if r.auth_time > r.created_at.max(r.rotated_at).max(r.last_seen_at) {
+        return Some("its authentication time is later than anything the session did");
+    }
+    if check_name(&r.subject, "subject").is_err() || (!r.tenant.is_empty() && check_name(&r.tenant, "tenant").is_err())
+    {
+        return Some("its subject or tenant breaks the naming rules");
+    }
+    if r.data.len() > MAX_DATA_KEYS || r.data.values().any(|v| json_depth(v) > MAX_DATA_DEPTH) {
+        return Some("its data breaks the limits (keys or nesting)");
+    }
+    None
 }
 
 /// Events after `after`, in cursor order.

@@ -393,10 +393,17 @@ fn evaluate(op: Op, stage: &mut Stage<'_>, sql: &mut Vec<Sql>, answers: &mut Vec
         }
         Op::BumpEpoch { tenant, subject, reply } => {
             let key = subject_key(&tenant, &subject);
-            let epoch = stage.epoch(&key) + 1;
-            stage.epochs.insert(key, epoch);
-            sql.push(Sql::Epoch { tenant, subject, epoch });
-            answers.push(pending(reply, Ok(epoch)));
+            // An epoch at the largest value a row keeps cannot move on: refuse rather than
+            // wrap to 0 (which would revoke nothing) or saturate (the same).
+            match stage.epoch(&key).checked_add(1).filter(|e| *e <= sessiond_core::record::MAX_EPOCH) {
+                Some(epoch) => {
+                    stage.epochs.insert(key, epoch);
+                    sql.push(Sql::Epoch { tenant, subject, epoch });
+                    answers.push(pending(reply, Ok(epoch)));
+                }
+                None => answers
+                    .push(pending(reply, Err(StoreError::Corrupt("the subject's epoch is at its maximum".into())))),
+            }
         }
         Op::Sweep { now, max, reply } => {
             let due = stage.expired(now, max);

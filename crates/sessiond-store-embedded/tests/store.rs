@@ -253,6 +253,45 @@ async fn a_bad_import_line_is_named_and_nothing_is_imported() {
     assert_eq!(store.len(), 1);
 }
 
+/// An export is input like any other: a hand-edited or hostile file cannot plant an epoch
+/// no bump passes, data that cannot be read back, or out-of-order deadlines.
+#[tokio::test]
+async fn an_implausible_import_is_refused_and_nothing_is_imported() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = open(dir.path());
+    let line = |r: &sessiond_core::record::SessionRecord| {
+        format!("{{\"type\":\"session\",\"record\":{}}}\n", String::from_utf8(r.encode()).expect("utf8"))
+    };
+    let good = line(&record([1; 16], [1; 32], "acme", "alice", T0));
+    let variant = |f: &dyn Fn(&mut sessiond_core::record::SessionRecord)| {
+        let mut r = record([2; 16], [2; 32], "acme", "mallory", T0);
+        f(&mut r);
+        line(&r)
+    };
+    let deep: serde_json::Value =
+        serde_json::from_str(&format!("{}{}", "[".repeat(100), "]".repeat(100))).expect("json");
+    let cases = [
+        variant(&|r| r.epoch = u64::MAX),
+        variant(&|r| r.aal = 9),
+        variant(&|r| r.idle_expires_at = UnixMs(r.absolute_expires_at.0 + 1)),
+        variant(&|r| r.auth_time = UnixMs(r.absolute_expires_at.0)),
+        variant(&|r| r.subject = "a\u{7}b".into()),
+        variant(&|r| {
+            r.data.insert("k".into(), deep.clone());
+        }),
+        "{\"type\":\"epoch\",\"tenant\":\"acme\",\"subject\":\"bob\",\"epoch\":18446744073709551615}\n".to_owned(),
+    ];
+    for bad in cases {
+        match store.import_jsonl(format!("{good}{bad}").as_bytes()).await {
+            Err(StoreError::Corrupt(m)) => assert!(m.contains("line 2"), "{m}"),
+            other => panic!("expected an import error for {bad}, got {other:?}"),
+        }
+        assert!(store.is_empty(), "a refused import left sessions behind");
+    }
+    store.import_jsonl(good.as_bytes()).await.expect("a plausible import");
+    assert_eq!(store.len(), 1);
+}
+
 #[tokio::test]
 async fn renewals_are_deferred_then_flushed_and_never_resurrect() {
     let dir = tempfile::tempdir().expect("dir");

@@ -67,10 +67,15 @@ pub enum Command {
         /// Output file (`-` for standard output).
         file: PathBuf,
     },
-    /// Import JSON lines written by `export` (all or nothing).
+    /// Import JSON lines written by `export` (all or nothing), into a data directory without
+    /// sessions unless `--replace`.
     Import {
         /// Input file (`-` for standard input).
         file: PathBuf,
+        /// Import into a store that already holds sessions. An export older than the store
+        /// brings back the sessions revoked since it was taken, with working tokens.
+        #[arg(long)]
+        replace: bool,
     },
     /// Print the OpenAPI document.
     #[command(hide = true)]

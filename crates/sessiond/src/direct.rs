@@ -97,7 +97,15 @@ pub async fn run(config: &Config, cmd: &Command) -> anyhow::Result<()> {
                     out.flush()?;
                     n
                 } else {
-                    let f = std::fs::File::create(file).with_context(|| format!("cannot create {}", file.display()))?;
+                    // Owner-only, and never over an existing file or through a symlink: the
+                    // export holds subjects, addresses, user agents and application data.
+                    use std::os::unix::fs::OpenOptionsExt as _;
+                    let f = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .mode(0o600)
+                        .open(file)
+                        .with_context(|| format!("cannot create {} (it must not exist yet)", file.display()))?;
                     let mut w = std::io::BufWriter::new(f);
                     let n = backend.export_jsonl(&mut w).await?;
                     w.flush()?;
@@ -106,7 +114,16 @@ pub async fn run(config: &Config, cmd: &Command) -> anyhow::Result<()> {
                 eprintln!("exported {n} sessions");
                 Ok(())
             }
-            Command::Import { file } => {
+            Command::Import { file, replace } => {
+                if !*replace {
+                    let held = backend.export_jsonl(&mut std::io::sink()).await?;
+                    if held > 0 {
+                        bail!(
+                            "the data directory already holds {held} sessions: importing an export over them would \
+                             bring back every session revoked since the export was taken; use --replace to import anyway"
+                        );
+                    }
+                }
                 let n = if file.as_os_str() == "-" {
                     backend.import_jsonl(BufReader::new(std::io::stdin())).await?
                 } else {

@@ -895,6 +895,16 @@ async fn graceful_shutdown_keeps_sessions_and_the_cli_works_on_the_data_dir() {
     assert!(ok, "{err}");
     let text = std::fs::read_to_string(&export).expect("export");
     assert!(text.contains(&id) && !text.contains(&id_b) && !text.contains(&token), "hashes only, revoked gone");
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(&export).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the export holds personal data: owner-only");
+    }
+    let (ok, _, err) = run_cli(&["export", path_str(&export), "--data-dir", &d], &[]);
+    assert!(!ok && err.contains("must not exist"), "an export never overwrites a file: {err}");
+    // Importing over a store that holds sessions would revive those revoked since the export.
+    let (ok, _, err) = run_cli(&["import", path_str(&export), "--data-dir", &d], &[]);
+    assert!(!ok && err.contains("--replace"), "{err}");
     let fresh = dir.parent().expect("parent").join("fresh");
     let (ok, _, err) = run_cli(&["import", path_str(&export), "--data-dir", path_str(&fresh)], &[]);
     assert!(ok, "{err}");
