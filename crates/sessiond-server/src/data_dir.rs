@@ -38,23 +38,46 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DataDirError + '_ {
     move |source| DataDirError::Io { path: path.to_owned(), source }
 }
 
-/// Creates `dir` (and parents) with mode 0700 if it does not exist. An existing directory is
-/// left as it is.
+/// Creates `dir` (and parents) with mode 0700 if it does not exist, then checks it: it must be
+/// a directory (a symlink is followed) owned by this process's user, and is narrowed to 0700
+/// if it was wider. A directory someone else created or can write to (a shared location such
+/// as `/tmp`) could hold a planted `api-keys.json` (their key) or a planted signing key.
 ///
 /// # Errors
-/// When the directory cannot be created.
+/// When the directory cannot be created, or is not ours.
 pub fn prepare(dir: &Path) -> Result<(), DataDirError> {
-    if dir.is_dir() {
-        return Ok(());
+    if !dir.is_dir() {
+        let mut b = std::fs::DirBuilder::new();
+        b.recursive(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            b.mode(0o700);
+        }
+        b.create(dir).map_err(io(dir))?;
     }
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::DirBuilderExt;
-        b.mode(0o700);
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        // Followed if `dir` is a symlink: what matters is who owns the directory it leads to.
+        let meta = std::fs::metadata(dir).map_err(io(dir))?;
+        if !meta.is_dir() {
+            return Err(DataDirError::Invalid {
+                path: dir.to_owned(),
+                message: "the data directory is not a directory",
+            });
+        }
+        if meta.uid() != rustix::process::geteuid().as_raw() {
+            return Err(DataDirError::Invalid {
+                path: dir.to_owned(),
+                message: "the data directory belongs to another user; use a directory of your own",
+            });
+        }
+        if meta.mode() & 0o077 != 0 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+        }
     }
-    b.create(dir).map_err(io(dir))
+    Ok(())
 }
 
 /// File name of the lock that keeps two processes from opening one data directory.
@@ -90,24 +113,33 @@ impl DirLock {
     }
 }
 
-/// Writes `bytes` to `path` atomically (temporary file + rename) with mode 0600.
+/// Writes `bytes` to `path` atomically with mode 0600: a new temporary file with a unique
+/// name (created exclusively, so neither a planted file nor a symlink is followed), synced,
+/// renamed over `path`, then the directory synced so that the rename survives a power loss.
 ///
 /// # Errors
 /// I/O failures.
 pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), DataDirError> {
-    let tmp = path.with_extension("tmp");
+    let unique = URL_SAFE_NO_PAD.encode(sessiond_core::token::os_random::<9>());
+    let tmp = path.with_extension(format!("tmp-{unique}"));
     let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
+    opts.write(true).create_new(true);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
         opts.mode(0o600);
     }
     let mut f = opts.open(&tmp).map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
+    let written = f.write_all(bytes).and_then(|()| f.sync_all());
     drop(f);
-    std::fs::rename(&tmp, path).map_err(io(path))
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(io(path)(e));
+    }
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::File::open(parent).and_then(|d| d.sync_all()).map_err(io(parent))?;
+    }
+    Ok(())
 }
 
 /// Reads a key file: the base64url (unpadded) encoding of 32 bytes, surrounding whitespace
@@ -180,6 +212,45 @@ mod tests {
         assert!(DirLock::acquire(tmp.path()).is_err());
         drop(held);
         assert!(DirLock::acquire(tmp.path()).is_ok());
+    }
+
+    /// A data directory in a shared place is not trusted as found: a wide mode is narrowed, a
+    /// symlink or another user's directory is refused, and key files are written through a
+    /// fresh temporary file, never through one planted beside them.
+    #[cfg(unix)]
+    #[test]
+    fn a_data_directory_someone_else_could_write_is_not_trusted() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mode = |p: &Path| std::fs::symlink_metadata(p).expect("meta").permissions().mode() & 0o777;
+        let wide = tmp.path().join("wide");
+        std::fs::create_dir(&wide).expect("mkdir");
+        std::fs::set_permissions(&wide, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        prepare(&wide).expect("ours");
+        assert_eq!(mode(&wide), 0o700);
+        let link = tmp.path().join("link");
+        std::os::unix::fs::symlink(&wide, &link).expect("symlink");
+        prepare(&link).expect("a symlink to a directory of ours");
+        if rustix::process::geteuid().is_root() {
+            let theirs = tmp.path().join("theirs");
+            std::fs::create_dir(&theirs).expect("mkdir");
+            std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
+            assert_eq!(std::fs::metadata(&theirs).expect("meta").uid(), 65534);
+            assert!(matches!(prepare(&theirs), Err(DataDirError::Invalid { .. })));
+            let their_link = tmp.path().join("their-link");
+            std::os::unix::fs::symlink(&theirs, &their_link).expect("symlink");
+            assert!(matches!(prepare(&their_link), Err(DataDirError::Invalid { .. })));
+        }
+        // A file planted where the old fixed temporary name was, pointing elsewhere.
+        let elsewhere = tmp.path().join("stolen");
+        std::os::unix::fs::symlink(&elsewhere, wide.join("signing-key.tmp")).expect("plant");
+        let key = wide.join(SIGNING_KEY_FILE);
+        std::fs::write(&key, "old").expect("write");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+        write_private(&key, b"secret").expect("write_private");
+        assert!(!elsewhere.exists(), "the secret went through a planted symlink");
+        assert_eq!(std::fs::read(&key).expect("read"), b"secret");
+        assert_eq!(mode(&key), 0o600, "the replaced file keeps no wider mode");
     }
 
     #[test]
