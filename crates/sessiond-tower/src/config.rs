@@ -182,17 +182,23 @@ impl SessionConfig {
         out
     }
 
-    /// The session cookie's value among the `Cookie` headers (the first non-empty one).
-    /// Headers that are not text and malformed pairs are skipped, never an error.
+    /// The session cookie's value among the `Cookie` headers. Headers that are not text and
+    /// malformed pairs are skipped, never an error. Two *different* non-empty values are
+    /// ambiguous and give `None`, as in the server (`docs/decisions.md`, "Duplicate session
+    /// cookies are ambiguous"): a sibling subdomain or a network attacker can plant a second
+    /// cookie of the same name (without the `__Host-` prefix, or on plain HTTP) that the
+    /// browser sends first, and taking it would put the victim in the attacker's session.
     pub fn find_cookie<'h>(&self, headers: &'h HeaderMap) -> Option<&'h str> {
-        headers
+        let mut values = headers
             .get_all(COOKIE)
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(';'))
             .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(k, v)| k.trim() == self.name && !v.trim().is_empty())
-            .map(|(_, v)| v.trim().trim_matches('"'))
+            .filter(|(k, v)| k.trim() == self.name && !v.trim().is_empty())
+            .map(|(_, v)| v.trim().trim_matches('"'));
+        let first = values.next()?;
+        values.all(|v| v == first).then_some(first)
     }
 
     /// Whether `origin` (an `Origin` header value) may make a cookie-authenticated state
@@ -252,6 +258,19 @@ mod tests {
         h.append(COOKIE, HeaderValue::from_static("other=1; __Host-sid=sds_tok"));
         assert_eq!(s.find_cookie(&h), Some("sds_tok"));
         assert_eq!(SessionConfig::development().find_cookie(&h), None);
+    }
+
+    #[test]
+    fn two_different_session_cookies_are_ambiguous() {
+        let s = SessionConfig::development();
+        let mut h = HeaderMap::new();
+        // A cookie planted by a sibling subdomain (narrower path: sent first), then the victim's.
+        h.append(COOKIE, HeaderValue::from_static("sid=sds_attacker; sid=sds_victim"));
+        assert_eq!(s.find_cookie(&h), None);
+        let mut h = HeaderMap::new();
+        h.append(COOKIE, HeaderValue::from_static("sid=sds_same; x=1"));
+        h.append(COOKIE, HeaderValue::from_static("sid=\"sds_same\""));
+        assert_eq!(s.find_cookie(&h), Some("sds_same"), "the same value twice is fine");
     }
 
     #[test]

@@ -252,6 +252,14 @@ impl Session {
         Some(Self { slot, info: Arc::new(Mutex::new(info)) })
     }
 
+    /// The request's current session, if it is still this handle's: after a login in the
+    /// same request the slot holds a new session, and an old handle must not read or write
+    /// its data.
+    fn with_mine<T>(&self, f: impl FnOnce(&mut Current) -> Result<T>) -> Result<T> {
+        let id = self.info.lock().unwrap_or_else(PoisonError::into_inner).id;
+        self.slot.with_current(|c| if c.info.id == id { f(c) } else { Err(Error::Unauthenticated) })
+    }
+
     fn snapshot(&self) -> Arc<SessionInfo> {
         let newest = self.slot.lock().last.clone();
         let mut mine = self.info.lock().unwrap_or_else(PoisonError::into_inner);
@@ -333,7 +341,7 @@ impl Session {
     /// [`Error::Decode`] when the stored value is not a `T` (never a silent `None`);
     /// [`Error::Unauthenticated`] after logout.
     pub fn get<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
-        let value = self.slot.with_current(|c| {
+        let value = self.with_mine(|c| {
             Ok(match c.pending.get(key) {
                 Some(pending) => pending.clone(),
                 None => c.info.data.get(key).cloned(),
@@ -354,7 +362,7 @@ impl Session {
     pub fn insert<T: serde::Serialize + ?Sized>(&self, key: &str, value: &T) -> Result<()> {
         check_name(key, "data key").map_err(|e| Error::InvalidInput(e.to_string().into()))?;
         let value = serde_json::to_value(value).map_err(Error::Encode)?;
-        self.slot.with_current(|c| {
+        self.with_mine(|c| {
             let mut merged = merged_data(c);
             merged.insert(key.to_owned(), value.clone());
             if merged.len() > MAX_DATA_KEYS {
@@ -375,7 +383,7 @@ impl Session {
     /// after logout.
     pub fn remove<T: serde::de::DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         let old = self.get::<serde_json::Value>(key)?;
-        self.slot.with_current(|c| {
+        self.with_mine(|c| {
             if old.is_some() || c.info.data.contains_key(key) {
                 c.pending.insert(key.to_owned(), None);
             } else {

@@ -262,3 +262,8 @@ async fn resolve_now_answers_reads_and_leaves_writes_to_resolve() {
 async fn a_cross_site_login_is_refused() {
     login_csrf_is_refused(&env()).await;
 }
+
+#[tokio::test]
+async fn old_session_handle_cannot_write_after_relogin() {
+    an_old_handle_does_not_write_into_the_new_session(&env()).await;
+}

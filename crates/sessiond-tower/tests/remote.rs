@@ -144,3 +144,8 @@ async fn remote_server_down_is_a_503() {
 async fn remote_a_cross_site_login_is_refused() {
     login_csrf_is_refused(&env().await).await;
 }
+
+#[tokio::test]
+async fn remote_an_old_handle_does_not_write_into_the_new_session() {
+    an_old_handle_does_not_write_into_the_new_session(&env().await).await;
+}

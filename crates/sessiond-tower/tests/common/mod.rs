@@ -53,6 +53,14 @@ async fn login_remembered(session: MaybeSession) -> Result<String, Error> {
     Ok(s.csrf_token())
 }
 
+/// Logs in again while holding the old session's handle, then tries to write through it.
+async fn relogin_then_write_old(old: Session, maybe: MaybeSession) -> Result<String, Error> {
+    let new = maybe.login(Login::new("bob").with_amr(["pwd"])).await?;
+    let stale = old.insert("planted", &1).is_err() && old.get::<i32>("planted").is_err();
+    new.insert("mine", &1)?;
+    Ok(format!("stale-refused={stale}"))
+}
+
 async fn logout(session: Session) -> Result<&'static str, Error> {
     session.logout().await?;
     Ok("bye")
@@ -129,6 +137,7 @@ pub fn app(layer: SessionLayer, engine: Engine) -> Router {
         .route("/login", post(login))
         .route("/login-remembered", post(login_remembered))
         .route("/logout", post(logout))
+        .route("/relogin", post(relogin_then_write_old))
         .route("/elevate", post(elevate))
         .route("/data/{key}", get(get_string).put(put_string).delete(delete_key))
         .route("/number/{key}", get(get_number))
@@ -548,4 +557,18 @@ pub async fn login_csrf_is_refused(env: &Env) {
     let res = env.send(req).await;
     assert_eq!(res.status, StatusCode::OK, "{}", res.body);
     assert!(res.session_cookie(&env.cookie_name).is_some_and(|c| !c.value.is_empty()));
+}
+
+/// After a login in the same request, a handle on the previous session can no longer read or
+/// write: its writes would land in the new session's data.
+pub async fn an_old_handle_does_not_write_into_the_new_session(env: &Env) {
+    let alice = env.alice().await;
+    let res = env.post("/relogin", Some(&alice.token), Some(&alice.csrf), "").await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.body);
+    assert_eq!(res.body, "stale-refused=true");
+    assert!(res.session_cookie(&env.cookie_name).is_some_and(|c| !c.value.is_empty()), "the new session's cookie");
+    let bob = env.engine.list("", "bob", None, 10).await.unwrap().sessions;
+    assert_eq!(bob.len(), 1);
+    let data = env.data(&bob[0].id).await.expect("new session");
+    assert!(data.contains_key("mine") && !data.contains_key("planted"), "{data:?}");
 }
