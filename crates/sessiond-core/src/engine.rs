@@ -24,8 +24,9 @@ const CAS_RETRIES: usize = 16;
 /// Largest page of a subject's sessions.
 pub const MAX_PAGE: usize = 1000;
 
-/// What to create: the outcome of the application's authentication.
-#[derive(Debug, Clone, Default)]
+/// What to create: the outcome of the application's authentication. Its `Debug` leaves out
+/// the previous token (a raw token that may still be live).
+#[derive(Clone, Default)]
 pub struct CreateRequest {
     /// The authenticated user.
     pub subject: String,
@@ -48,8 +49,8 @@ pub struct CreateRequest {
     pub previous_token: Option<String>,
 }
 
-/// A new session.
-#[derive(Debug)]
+/// A new session. Its `Debug` shows the token redacted (as [`SessionToken`] does) and leaves
+/// out the CSRF token.
 pub struct Created {
     /// The token: give it to the client once (cookie or bearer).
     pub token: SessionToken,
@@ -63,6 +64,35 @@ pub struct Created {
     pub evicted: Vec<SessionId>,
     /// The session revoked because its token was presented at login.
     pub replaced: Option<SessionId>,
+}
+
+impl std::fmt::Debug for CreateRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreateRequest")
+            .field("subject", &self.subject)
+            .field("tenant", &self.tenant)
+            .field("policy", &self.policy)
+            .field("aal", &self.aal)
+            .field("amr", &self.amr)
+            .field("auth_time", &self.auth_time)
+            .field("device", &self.device)
+            .field("data_keys", &self.data.keys().collect::<Vec<_>>())
+            .field("previous_token", &self.previous_token.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for Created {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Created")
+            .field("token", &self.token)
+            .field("session", &self.session.id)
+            .field("csrf_token", &"<redacted>")
+            .field("policy", &self.policy.name)
+            .field("evicted", &self.evicted)
+            .field("replaced", &self.replaced)
+            .finish()
+    }
 }
 
 /// What a store's answer means for a verified token (see `Engine::judge`).
