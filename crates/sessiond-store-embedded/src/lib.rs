@@ -75,6 +75,10 @@ use writer::{Op, Reply, Writer};
 /// Name of the database file inside the store's directory.
 pub const DB_FILE: &str = "sessions.db";
 
+/// Name of the lock file inside the store's directory: held (an exclusive advisory lock)
+/// while a store is open on it, released on close and when the process dies.
+pub const LOCK_FILE: &str = "store.lock";
+
 /// Tuning of an [`EmbeddedStore`]. The defaults suit a typical server; none of them weakens
 /// durability (every acknowledged create, update, delete and epoch bump is always fsynced).
 ///
@@ -286,6 +290,9 @@ pub struct EmbeddedStore {
     writer: Option<JoinHandle<()>>,
     options: EmbeddedOptions,
     dir: PathBuf,
+    /// The directory's lock; a field, so it is released only after `Drop` has joined the
+    /// writer (its connection closed).
+    _lock: fs::File,
 }
 
 impl std::fmt::Debug for EmbeddedStore {
@@ -308,6 +315,7 @@ impl EmbeddedStore {
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(io_err("create the data directory"))?;
         // The directory is dedicated to the store: keep it owner-only even if it pre-existed.
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).map_err(io_err("restrict the data directory"))?;
+        let lock = lock_dir(&dir)?;
         let path = dir.join(DB_FILE);
         match fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path) {
             Ok(f) => {
@@ -342,7 +350,7 @@ impl EmbeddedStore {
             .name("sessiond-store-writer".into())
             .spawn(move || w.run())
             .map_err(io_err("start the writer thread"))?;
-        Ok(EmbeddedStore { shared, tx: Some(tx), writer: Some(writer), options, dir })
+        Ok(EmbeddedStore { shared, tx: Some(tx), writer: Some(writer), options, dir, _lock: lock })
     }
 
     /// The store's directory.
@@ -420,6 +428,30 @@ impl Drop for EmbeddedStore {
                 tracing::error!("the embedded store writer thread panicked");
             }
         }
+    }
+}
+
+/// Takes the store directory's exclusive lock, or fails at once: two stores on one directory
+/// (two processes during a rolling restart, or two opens in one) would each serve from their
+/// own memory, so a session revoked through one stays valid in the other, and the other's
+/// next write of that session puts the deleted row back.
+// `File::try_lock` needs Rust 1.89; the workspace is built with a current toolchain.
+#[allow(clippy::incompatible_msrv)]
+fn lock_dir(dir: &Path) -> Result<fs::File, StoreError> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .open(dir.join(LOCK_FILE))
+        .map_err(io_err("open the store's lock file"))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(fs::TryLockError::WouldBlock) => Err(StoreError::Unavailable {
+            message: "embedded store: the directory is in use by another open store (another process?)".into(),
+            source: None,
+        }),
+        Err(fs::TryLockError::Error(e)) => Err(io_err("lock the store directory")(e)),
     }
 }
 

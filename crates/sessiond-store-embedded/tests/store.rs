@@ -253,6 +253,21 @@ async fn a_bad_import_line_is_named_and_nothing_is_imported() {
     assert_eq!(store.len(), 1);
 }
 
+/// Two stores on one directory would each serve from their own memory: a session revoked
+/// through one would stay valid in the other, whose next write of it would put the deleted
+/// row back. The second open is refused while the first is open, and works once it is closed.
+#[tokio::test]
+async fn a_directory_is_opened_by_one_store_at_a_time() {
+    let dir = tempfile::tempdir().expect("dir");
+    let first = open(dir.path());
+    match EmbeddedStore::open(dir.path(), EmbeddedOptions::default()) {
+        Err(StoreError::Unavailable { message, .. }) => assert!(message.contains("in use"), "{message}"),
+        other => panic!("a second store opened the same directory: {other:?}"),
+    }
+    drop(first);
+    drop(open(dir.path()));
+}
+
 /// An export is input like any other: a hand-edited or hostile file cannot plant an epoch
 /// no bump passes, data that cannot be read back, or out-of-order deadlines.
 #[tokio::test]
