@@ -39,7 +39,7 @@ REDIS_PORT=$(free_port)
 echo "== private redis-server on 127.0.0.1:$REDIS_PORT"
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" --daemonize no \
   >"$WORK/redis.out" 2>&1 &
-PIDS+=($!)
+PIDS+=($!); NAMES=("redis-server")
 for _ in $(seq 1 100); do redis-cli -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
 STORE="redis://127.0.0.1:$REDIS_PORT"
 
@@ -52,14 +52,14 @@ printf 'near_cache = false\n[redis]\nkey_prefix = "bench"\n' >"$WORK/nocache.tom
 start() { # name addr config
   SESSIOND_API_KEY="$KEY" SESSIOND_LOG=warn "$BIN" serve --dev --listen "$2" --data-dir "$WORK/$1" \
     --config "$3" --store "$STORE" --signing-key-file "$WORK/signing-key" >"$WORK/$1.out" 2>"$WORK/$1.err" &
-  PIDS+=($!)
+  PIDS+=($!); NAMES+=("node $1")
 }
 echo "== starting nodes: near-cache $CACHED_ADDR and $PEER_ADDR, no near-cache $NOCACHE_ADDR; bench-empty $EMPTY_ADDR"
 start cached "$CACHED_ADDR" "$WORK/cached.toml"
 start peer "$PEER_ADDR" "$WORK/cached.toml"
 start nocache "$NOCACHE_ADDR" "$WORK/nocache.toml"
 SESSIOND_LOG=warn "$BIN" bench-empty --listen "$EMPTY_ADDR" >"$WORK/empty.out" 2>"$WORK/empty.err" &
-PIDS+=($!)
+PIDS+=($!); NAMES+=("bench-empty")
 for addr in "$CACHED_ADDR" "$PEER_ADDR" "$NOCACHE_ADDR"; do
   for _ in $(seq 1 100); do curl -sf "http://$addr/readyz" >/dev/null && break; sleep 0.1; done
   curl -sf "http://$addr/readyz" >/dev/null || { echo "the node on $addr is not ready:" >&2; cat "$WORK"/*.err >&2; exit 1; }
@@ -71,10 +71,16 @@ create_sessions "$CACHED_ADDR" "$SESSIONS"
 stats() { # "command calls" lines (commands run inside Lua scripts are counted too)
   redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' | awk -F'[=,:]' '/^cmdstat_/ { sub("cmdstat_", "", $1); print $1, $3 }'
 }
+# CPU time (user + system, clock ticks) of every process this script started, one per line.
+ticks() { for p in "${PIDS[@]}"; do awk '{ print $14 + $15 }' "/proc/$p/stat" 2>/dev/null || echo 0; done; }
 run() { # name url path
   stats >"$WORK/$1.before"
-  TOKENS="$WORK/tokens.txt" BENCH_PATH="$3" wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency \
-    -s "$ROOT/bench/forward-auth.lua" "$2" | tee "$WORK/$1.txt" >&2
+  ticks >"$WORK/$1.ticks0"
+  local t0; t0=$(date +%s.%N)
+  TOKENS="$WORK/tokens.txt" BENCH_PATH="$3" /usr/bin/time -f "%U %S" -o "$WORK/$1.wrkcpu" \
+    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$ROOT/bench/forward-auth.lua" "$2" | tee "$WORK/$1.txt" >&2
+  echo "$t0 $(date +%s.%N)" >"$WORK/$1.wall"
+  ticks >"$WORK/$1.ticks1"
   stats >"$WORK/$1.after"
   # Per-command deltas (the INFO call itself is left out), and their total.
   awk 'NR == FNR { b[$1] = $2; next } $1 != "info" && $2 - b[$1] > 0 { print $1, $2 - b[$1] }' \
@@ -99,7 +105,7 @@ for r in $(seq 1 "$LOAD_ROUNDS"); do
     -v e="$(awk '/Requests\/sec/ {print $2}' "$WORK/empty$r.txt")" 'BEGIN { printf "%.1f", 100 * a / e }') $r")
 done
 MED_ROUND=$(printf '%s\n' "${RATIOS[@]}" | sort -g | awk '{ a[NR] = $2 } END { print a[int((NR + 1) / 2)] }')
-for f in txt delta redis; do
+for f in txt delta redis ticks0 ticks1 wall wrkcpu; do
   cp "$WORK/empty$MED_ROUND.$f" "$WORK/empty.$f"
   cp "$WORK/cached$MED_ROUND.$f" "$WORK/cached.$f"
 done
@@ -132,6 +138,18 @@ done
 for r in cached nocache; do
   echo "Redis commands during '$r' per request: $(awk -v n="$(reqs "$r")" '{ printf "%s %.3f  ", $1, $2 / n }' "$WORK/$r.delta")"
 done
+# Where the two cores went during each run: every process's CPU time over the run's wall time
+# (100 % = one core), and per request.
+cpu() { # run
+  local wall; wall=$(awk '{ print $2 - $1 }' "$WORK/$1.wall")
+  local hz; hz=$(getconf CLK_TCK)
+  local n; n=$(reqs "$1")
+  printf '%s' "CPU during '$1' (% of one core; µs per request):"
+  paste -d' ' "$WORK/$1.ticks0" "$WORK/$1.ticks1" | awk -v w="$wall" -v hz="$hz" -v n="$n" -v names="$(IFS='|'; echo "${NAMES[*]}")" '
+    BEGIN { split(names, nm, "|") } { d = ($2 - $1) / hz; printf "  %s %.1f %% (%.1f)", nm[NR], 100 * d / w, 1e6 * d / n }'
+  awk -v w="$wall" -v n="$n" '{ d = $1 + $2; printf "  wrk %.1f %% (%.1f)\n", 100 * d / w, 1e6 * d / n }' "$WORK/$1.wrkcpu"
+}
+cpu empty; cpu cached; cpu nocache
 echo
 echo "== revocation propagation: $ROUNDS revocations on $CACHED_ADDR, polled on $PEER_ADDR"
 "$ROOT/target/release/examples/propagation" "http://$CACHED_ADDR" "http://$PEER_ADDR" "$KEY" "$ROUNDS"
