@@ -135,6 +135,10 @@ impl ApiKeys {
     /// I/O failures; a malformed existing file.
     pub fn create(dir: &Path, name: &str, now_ms: u64) -> Result<(ApiKeySecret, StoredKey), DataDirError> {
         let path = dir.join(API_KEYS_FILE);
+        // Read, add, write under an exclusive lock of its own (not the data directory's, which
+        // a running server holds): two `api-key create` at once would otherwise each write
+        // the file without the other's key.
+        let _guard = lock_keys_file(dir)?;
         let mut file = read_file(&path)?;
         let secret = ApiKeySecret::generate();
         let stored = StoredKey {
@@ -180,6 +184,24 @@ impl ApiKeys {
     }
 }
 
+/// Waits for and takes the exclusive lock that serializes changes of the API key file;
+/// released when the returned file is dropped (or the process dies).
+// `File::lock` needs Rust 1.89; the workspace is built with a current toolchain.
+#[allow(clippy::incompatible_msrv)]
+fn lock_keys_file(dir: &Path) -> Result<std::fs::File, DataDirError> {
+    let path = dir.join("api-keys.lock");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.create(true).truncate(false).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let file = opts.open(&path).map_err(|source| DataDirError::Io { path: path.clone(), source })?;
+    file.lock().map_err(|source| DataDirError::Io { path, source })?;
+    Ok(file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +233,28 @@ mod tests {
         assert!(keys.is_empty());
         keys.add_secret("env", "sdk_0123456789abcdef\n");
         assert_eq!(keys.verify("sdk_0123456789abcdef"), Some("env"));
+    }
+
+    /// Concurrent creations each keep their key: the read-add-write is serialized.
+    #[test]
+    fn concurrent_creations_lose_no_key() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let dir = tmp.path().to_owned();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    (0..10)
+                        .map(|i| ApiKeys::create(&dir, &format!("k{t}-{i}"), 0).expect("create").0)
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let secrets: Vec<ApiKeySecret> = threads.into_iter().flat_map(|t| t.join().expect("join")).collect();
+        let keys = ApiKeys::load(&dir).expect("load");
+        assert_eq!(keys.len(), 80);
+        for s in &secrets {
+            assert!(keys.verify(s.expose()).is_some(), "a created key was lost");
+        }
     }
 }
