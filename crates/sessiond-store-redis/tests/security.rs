@@ -124,12 +124,7 @@ async fn every_session_key_has_a_ttl() {
 async fn other_stores_are_told_about_changes() {
     let (a, prefix) = fresh(test_options()).await;
     let _cleanup = support::PrefixGuard(prefix.clone());
-    let b = sessiond_store_redis::RedisStore::connect(
-        &support::redis_url(),
-        sessiond_store_redis::RedisOptions { key_prefix: prefix.clone(), ..test_options() },
-    )
-    .await
-    .unwrap();
+    let b = support::another(&prefix).await;
     let mut rx = b.invalidations();
     let now = SystemClock.now();
     let r = records::record("acme", "alice", now);
@@ -288,12 +283,7 @@ async fn tenant_revocation_reaches_every_subject_while_others_log_in_again() {
 async fn the_invalidation_listener_survives_a_burst_larger_than_its_queue() {
     let (a, prefix) = fresh(test_options()).await;
     let _cleanup = support::PrefixGuard(prefix.clone());
-    let b = sessiond_store_redis::RedisStore::connect(
-        &support::redis_url(),
-        sessiond_store_redis::RedisOptions { key_prefix: prefix.clone(), ..test_options() },
-    )
-    .await
-    .unwrap();
+    let b = support::another(&prefix).await;
     let mut rx = b.invalidations();
     for _ in 0..100 {
         if b.listening() {

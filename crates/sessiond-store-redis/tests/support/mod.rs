@@ -110,6 +110,14 @@ pub async fn fresh(options: RedisOptions) -> (RedisStore, String) {
     (store, prefix)
 }
 
+/// A second store (another node) on the machine's Redis under `prefix`, with the test options.
+#[allow(dead_code)] // not every test file uses it
+pub async fn another(prefix: &str) -> RedisStore {
+    RedisStore::connect(&redis_url(), RedisOptions { key_prefix: prefix.to_owned(), ..test_options() })
+        .await
+        .expect("connect to redis")
+}
+
 /// The conformance factory: a fresh store under its own prefix, deleted when dropped.
 pub async fn redis_store() -> Arc<dyn SessionStore> {
     let (inner, prefix) = fresh(test_options()).await;
