@@ -412,6 +412,37 @@ pub async fn epoch_bump_revokes_existing_sessions_only(store: Arc<dyn SessionSto
     assert!(h.engine.resolve(fresh.token.expose(), &NO_CTX).await.is_err());
 }
 
+/// Sessions an epoch bump ended do not count toward the limit and are not evicted: after a
+/// "log out everywhere" a `deny_new` subject can log in again at once, an evicting one loses
+/// none of its new sessions to make room, and the limit still holds for the new sessions.
+pub async fn epoch_ended_sessions_do_not_count_toward_limits(store: Arc<dyn SessionStore>) {
+    let h = Harness::new(store);
+    // deny_new: five sessions, a bump, then a full set of five new ones and no sixth.
+    fill(&h, "limit-deny", 5).await;
+    h.engine.bump_epoch(&h.tenant, "bob").await.expect("bump");
+    let fresh = fill(&h, "limit-deny", 5).await;
+    assert_eq!(client_err(h.engine.create(h.request("bob", "limit-deny")).await), ClientError::LimitReached);
+    for c in &fresh {
+        h.engine.resolve(c.token.expose(), &NO_CTX).await.expect("the new sessions live");
+    }
+    // evict_oldest: the dead sessions are neither counted nor reported as evicted.
+    for _ in 0..5 {
+        h.engine.create(h.request("erin", "limit-oldest")).await.expect("create");
+        h.advance(Duration::from_millis(10));
+    }
+    h.engine.bump_epoch(&h.tenant, "erin").await.expect("bump");
+    let mut new = Vec::new();
+    for _ in 0..5 {
+        let c = h.engine.create(h.request("erin", "limit-oldest")).await.expect("create");
+        assert!(c.evicted.is_empty(), "room for five new sessions: nothing evicted, got {:?}", c.evicted);
+        new.push(c);
+        h.advance(Duration::from_millis(10));
+    }
+    let sixth = h.engine.create(h.request("erin", "limit-oldest")).await.expect("create");
+    assert_eq!(sixth.evicted, vec![new[0].session.id], "the oldest new session makes room");
+    assert_eq!(h.engine.list(&h.tenant, "erin", None, 100).await.expect("list").sessions.len(), 5);
+}
+
 /// Pages of a subject's live sessions, oldest first, excluding expired and foreign ones.
 pub async fn list_paginates_live_sessions_of_one_subject(store: Arc<dyn SessionStore>) {
     let h = Harness::new(store);

@@ -324,6 +324,7 @@ macro_rules! for_each_case {
             data_compare_and_set_and_no_resurrection,
             revoke_one_subject_tenant,
             epoch_bump_revokes_existing_sessions_only,
+            epoch_ended_sessions_do_not_count_toward_limits,
             list_paginates_live_sessions_of_one_subject,
             sweeper_removes_expired_and_emits_events,
             events_are_ordered_and_read_from_a_cursor,

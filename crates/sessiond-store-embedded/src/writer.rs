@@ -437,11 +437,13 @@ fn create(
     }
     let mut evicted = Vec::new();
     if let Some(rule) = limit {
+        // Sessions an epoch bump ended are dead: they neither count nor get evicted.
+        let epoch = stage.epoch(&subject_key(&record.tenant, &record.subject));
         let mut live: Vec<Arc<SessionRecord>> = stage
             .subject_ids(&record.tenant, &record.subject)
             .iter()
             .filter_map(|id| stage.get(id))
-            .filter(|r| r.is_live(now))
+            .filter(|r| r.is_live(now) && r.epoch >= epoch)
             .collect();
         let max = rule.max as usize;
         if live.len() >= max {

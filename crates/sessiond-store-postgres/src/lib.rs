@@ -220,9 +220,14 @@ impl Sql {
         );
         Self {
             subject_lock: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))".into(),
+            // Sessions an epoch bump ended (the record's epoch below the subject's) are dead:
+            // left out of the count and never evicted. The epoch is read by the same
+            // statement; a bump committed after it only makes the count conservative.
             live_of_subject: format!(
                 "SELECT id, created_at, last_seen_at FROM {sessions} \
-                 WHERE tenant = $1 AND subject = $2 AND deadline > $3"
+                 WHERE tenant = $1 AND subject = $2 AND deadline > $3 \
+                 AND COALESCE((record::jsonb ->> 'epoch')::numeric, 0) >= COALESCE( \
+                     (SELECT epoch FROM {epochs} WHERE tenant = $1 AND subject = $2), 0)"
             ),
             evict: format!("DELETE FROM {sessions} WHERE id = ANY($1) RETURNING record"),
             insert: format!(

@@ -970,7 +970,9 @@ impl SessionStore for RedisStore {
                 s(action),
                 self.channel_arg(),
             ];
-            let v = array(self.eval(&self.inner.scripts.create, &[&sk.idx, &sk.dl, &sk.seen, &rec_key], args).await?);
+            let v = array(
+                self.eval(&self.inner.scripts.create, &[&sk.idx, &sk.dl, &sk.seen, &rec_key, &sk.epoch], args).await?,
+            );
             match v.first().and_then(text) {
                 Some("ok") => {
                     let evicted: Vec<Arc<SessionRecord>> = v[1..].iter().filter_map(decode).map(Arc::new).collect();

@@ -65,15 +65,33 @@ local function remove(base, idx, dl, seen, id)
 end
 "#;
 
-/// KEYS idx, dl, seen, record. ARGV base, id, json, version, created, deadline, last_seen,
-/// record_expire_at, grace, now, max (0: no limit), action (deny|oldest|idlest), channel.
-/// Evictions are announced on the channel. Returns `{'dup'}`, `{'limit'}` or `{'ok', evicted records...}`.
+/// KEYS idx, dl, seen, record, epoch. ARGV base, id, json, version, created, deadline,
+/// last_seen, record_expire_at, grace, now, max (0: no limit), action (deny|oldest|idlest),
+/// channel. Evictions are announced on the channel. Sessions an epoch bump ended (record epoch
+/// below the subject's) are dead: at the limit they are left out of the count and never
+/// evicted (their records are read only then, so the usual create stays O(log n)). Returns
+/// `{'dup'}`, `{'limit'}` or `{'ok', evicted records...}`.
 const CREATE: &str = r#"
 if redis.call('EXISTS', KEYS[4]) == 1 then return {'dup'} end
 local out = {'ok'}
 local max = tonumber(ARGV[11])
 if max > 0 then
   local live = redis.call('ZRANGEBYSCORE', KEYS[2], '(' .. ARGV[10], '+inf')
+  local cur = tonumber(redis.call('GET', KEYS[5]) or '0')
+  if #live >= max and cur > 0 then
+    -- Doubles: above 2^53 two epochs may compare equal, which only counts a dead session
+    -- (never skips a live one). A record that cannot be read counts, as before.
+    local kept = {}
+    for _, id in ipairs(live) do
+      local r = redis.call('HGET', ARGV[1] .. ':s:' .. id, 'r')
+      local ok, rec = false, nil
+      if r then ok, rec = pcall(cjson.decode, r) end
+      if not (ok and type(rec) == 'table' and tonumber(rec.epoch) and tonumber(rec.epoch) < cur) then
+        table.insert(kept, id)
+      end
+    end
+    live = kept
+  end
   if #live >= max then
     if ARGV[12] == 'deny' then return {'limit'} end
     local c = {}

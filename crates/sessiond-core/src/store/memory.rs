@@ -142,11 +142,14 @@ impl Inner {
         let Some(s) = self.subjects.get(&(tenant.to_owned(), subject.to_owned())) else {
             return Vec::new();
         };
+        // A session an epoch bump ended is as dead as an expired one: it neither counts nor
+        // gets evicted (contract point 6).
+        let epoch = s.epoch.load(Ordering::Acquire);
         s.sessions
             .iter()
             .filter_map(|(_, id)| self.sessions.get(id))
             .map(|e| e.record.clone())
-            .filter(|r| r.is_live(now))
+            .filter(|r| r.is_live(now) && r.epoch >= epoch)
             .collect()
     }
 }

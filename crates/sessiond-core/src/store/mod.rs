@@ -128,7 +128,10 @@ pub struct Expired {
 ///    expected one (compare-and-set).
 /// 6. **Expired is absent for counting.** Sessions whose [`SessionRecord::deadline`] passed
 ///    do not count toward limits and are not listed, even before the sweeper removes them.
-///    `find_*` may still return them; the engine checks deadlines.
+///    Nor do sessions an epoch bump ended (their `epoch` is below the subject's), read in the
+///    same atomic step as the count: they are neither counted nor evicted by `create`, so a
+///    "log out everywhere" never locks the user out of a new login under `deny_new`.
+///    `find_*` may still return them; the engine checks deadlines and epochs.
 /// 7. **Renewal never extends past the truth.** `renew` may be batched or lost on a crash,
 ///    which only makes a session end earlier; it must never move a deadline backwards past
 ///    what an acknowledged write set, nor beyond the absolute deadline.
