@@ -21,6 +21,8 @@ STORE=${STORE:-embedded:}
 EMPTY_ADDR=${EMPTY_ADDR:-127.0.0.1:7481}
 HEADERS=${HEADERS:-0}
 HEADERS_ADDR=${HEADERS_ADDR:-127.0.0.1:7482}
+# A command put before every measured wrk (e.g. "taskset -c 1" or "chrt -b 0"); empty by default.
+WRK_PREFIX=${WRK_PREFIX:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN="$ROOT/target/release/sessiond"
 # shellcheck source=bench/lib.sh
@@ -54,7 +56,7 @@ run() { # name url path [pace_ms] [server pid]
   local before=0
   [ -n "${5:-}" ] && before=$(ticks "$5")
   TOKENS="$WORK/tokens.txt" BENCH_PATH="$3" PACE_MS="${4:-0}" /usr/bin/time -f "%U %S" -o "$WORK/$1.wrkcpu" \
-    wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$ROOT/bench/forward-auth.lua" "$2" | tee "$WORK/$1.txt" >&2
+    $WRK_PREFIX wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -s "$ROOT/bench/forward-auth.lua" "$2" | tee "$WORK/$1.txt" >&2
   [ -n "${5:-}" ] && echo $(($(ticks "$5") - before)) >"$WORK/$1.srvticks"
   return 0
 }

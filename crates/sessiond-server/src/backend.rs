@@ -72,6 +72,8 @@ impl Backend {
                     timeout: Duration::from_millis(r.timeout_ms),
                     connect_timeout: Duration::from_millis(r.connect_timeout_ms),
                     pool_size: r.pool_size,
+                    wait_replicas: r.wait_replicas,
+                    wait_timeout: Duration::from_millis(r.wait_timeout_ms),
                     invalidations: config.near_cache,
                     ..RedisOptions::default()
                 };

@@ -162,11 +162,23 @@ pub struct RedisConfig {
     pub connect_timeout_ms: u64,
     /// Multiplexed connections (per node in Cluster).
     pub pool_size: usize,
+    /// Replicas that must acknowledge each revocation, epoch bump, update and create before
+    /// it is reported done (`WAIT`); 0 does not wait.
+    pub wait_replicas: u32,
+    /// How long a change waits for `wait_replicas`, in milliseconds (then 503).
+    pub wait_timeout_ms: u64,
 }
 
 impl Default for RedisConfig {
     fn default() -> Self {
-        Self { key_prefix: "sessiond".into(), timeout_ms: 1000, connect_timeout_ms: 5000, pool_size: 4 }
+        Self {
+            key_prefix: "sessiond".into(),
+            timeout_ms: 1000,
+            connect_timeout_ms: 5000,
+            pool_size: 4,
+            wait_replicas: 0,
+            wait_timeout_ms: 200,
+        }
     }
 }
 
@@ -752,6 +764,12 @@ impl Config {
         if !(1..=1024).contains(&self.redis.pool_size) || !(1..=1024).contains(&self.postgres.pool_size) {
             return bad("redis.pool_size and postgres.pool_size must be between 1 and 1024".into());
         }
+        if self.redis.wait_replicas > 100 {
+            return bad("redis.wait_replicas must be between 0 and 100".into());
+        }
+        if self.redis.wait_replicas > 0 && !(1..self.redis.timeout_ms).contains(&self.redis.wait_timeout_ms) {
+            return bad("redis.wait_timeout_ms must be at least 1 and below redis.timeout_ms".into());
+        }
         self.policy_set()?;
         self.validate_standards()?;
         for r in &self.routes {
@@ -1071,6 +1089,14 @@ mod tests {
         assert!(e.to_string().contains("shema"), "{e}");
         let zero = Config { near_cache_ttl_ms: 0, ..Config::default() };
         assert!(zero.validate().is_err());
+        let c = Config::from_toml("[redis]\nwait_replicas = 1\nwait_timeout_ms = 150\n", "t.toml").expect("parses");
+        assert_eq!((c.redis.wait_replicas, c.redis.wait_timeout_ms), (1, 150));
+        for (replicas, wait) in [(1, 0), (1, 1000), (1, 5000), (101, 100)] {
+            let mut c = Config::default();
+            (c.redis.wait_replicas, c.redis.wait_timeout_ms) = (replicas, wait);
+            let e = c.validate().expect_err("a wait that blocks forever, outlasts the timeout or is absurd");
+            assert!(e.to_string().contains("redis.wait_"), "{e}");
+        }
         let e = Overrides::from_env(|k| (k == "SESSIOND_STORE").then(|| "ftp://x".to_owned())).expect_err("bad");
         assert!(e.to_string().contains("SESSIOND_STORE"), "{e}");
     }

@@ -99,6 +99,20 @@ pub struct RedisOptions {
     /// fail with [`StoreError::Unavailable`] until it can. Default `false`: a misconfigured
     /// URL should stop start-up, not surface later.
     pub lazy_connect: bool,
+    /// Replicas that must acknowledge every revocation (one session, a subject, a tenant),
+    /// epoch bump, update (rotation, elevation, data) and create (with its evictions at the
+    /// limit) before it is reported done: the
+    /// store sends `WAIT replicas wait_timeout` on the connection that made the change.
+    /// Fewer acknowledgements within [`RedisOptions::wait_timeout`] fail the operation with
+    /// [`StoreError::Unavailable`] (503): the master applied the change but a failover could
+    /// still lose it and bring a revoked session back, so the caller must not take it as done
+    /// (retrying is safe: a second revocation finds nothing and waits again). Default 0: no
+    /// waiting, as with plain Redis replication (see `docs/redis-store.md`, "Durability").
+    pub wait_replicas: u32,
+    /// How long a change waits for [`RedisOptions::wait_replicas`] acknowledgements. Must be
+    /// above zero (`WAIT` with 0 blocks forever) and below [`RedisOptions::timeout`].
+    /// Default 200 ms.
+    pub wait_timeout: Duration,
 }
 
 impl Default for RedisOptions {
@@ -112,6 +126,8 @@ impl Default for RedisOptions {
             events_max_len: 1_000_000,
             invalidations: true,
             heartbeat: Duration::from_secs(1),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(200),
             lazy_connect: false,
         }
     }
@@ -428,6 +444,11 @@ impl RedisStore {
         if !keys::valid_prefix(&options.key_prefix) {
             return Err(config_error("the Redis key prefix must be 1 to 64 printable bytes without braces".into()));
         }
+        if options.wait_replicas > 0 && (options.wait_timeout.is_zero() || options.wait_timeout >= options.timeout) {
+            return Err(config_error(
+                "the Redis replica wait must be above zero and below the operation timeout".into(),
+            ));
+        }
         let mut config = url::parse(url).map_err(config_error)?;
         // Keep retrying in the background after a failed first attempt.
         config.fail_fast = false;
@@ -681,7 +702,7 @@ impl RedisStore {
         all.extend(args);
         let attempts = if script.replay_safe { None } else { Some(1) };
         let client = self.inner.pool.next().with_options(&Options { max_attempts: attempts, ..Options::default() });
-        match client
+        let reply = match client
             .custom::<Value, Value>(CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot), false), all.clone())
             .await
         {
@@ -700,7 +721,33 @@ impl RedisStore {
                 tracing::debug!(script = script.name, error = %e, "script failed");
                 unavailable(e)
             }),
+        }?;
+        let want = self.inner.opts.wait_replicas;
+        if script.replicated && want > 0 {
+            // On the same client, routed to the same slot: the connection that carried the
+            // change, which is what `WAIT` counts acknowledgements for.
+            let wait_ms = u64::try_from(self.inner.opts.wait_timeout.as_millis()).unwrap_or(u64::MAX);
+            let acked = client
+                .custom::<Value, Value>(
+                    CustomCommand::new_static("WAIT", ClusterHash::Custom(slot), false),
+                    vec![n(u64::from(want)), n(wait_ms)],
+                )
+                .await
+                .map_err(unavailable)?;
+            let acked = uint(&acked).unwrap_or(0);
+            if acked < u64::from(want) {
+                metrics::counter!("sessiond_redis_replica_wait_failed_total").increment(1);
+                return Err(StoreError::Unavailable {
+                    message: format!(
+                        "redis {}: {acked} of {want} replicas acknowledged the change within {wait_ms} ms; \
+                         it is applied on the master but not confirmed replicated",
+                        script.name
+                    ),
+                    source: None,
+                });
+            }
         }
+        Ok(reply)
     }
 
     /// Points `key` at `value` unless it already names something else; returns whether it

@@ -22,18 +22,28 @@ pub(crate) struct Script {
     /// (503) instead of a second run whose reply misreports the first (a created session
     /// reported as a duplicate, a committed update as a conflict, events appended twice).
     pub(crate) replay_safe: bool,
+    /// Whether the store waits for replicas after it ([`crate::RedisOptions::wait_replicas`]):
+    /// revocations, epoch bumps, updates and creates (which may evict at the limit), whose
+    /// loss in a failover would bring a revoked session or a retired token back.
+    pub(crate) replicated: bool,
 }
 
 impl Script {
     fn new(name: &'static str, body: &str) -> Self {
         let lua = format!("{COMMON}\n{body}");
         let sha = Sha1::digest(lua.as_bytes()).iter().map(|b| format!("{b:02x}")).collect();
-        Self { name, lua, sha, replay_safe: true }
+        Self { name, lua, sha, replay_safe: true, replicated: false }
     }
 
     /// Marks the script as changing state in a way a second run would not repeat.
     fn once(mut self) -> Self {
         self.replay_safe = false;
+        self
+    }
+
+    /// Marks the script as a change that must reach the replicas before it is reported done.
+    fn replicated(mut self) -> Self {
+        self.replicated = true;
         self
     }
 }
@@ -366,16 +376,16 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
-            create: Script::new("create", CREATE).once(),
-            update: Script::new("update", UPDATE).once(),
+            create: Script::new("create", CREATE).once().replicated(),
+            update: Script::new("update", UPDATE).once().replicated(),
             renew: Script::new("renew", RENEW),
             renew_copy: Script::new("renew_copy", RENEW_COPY),
             load: Script::new("load", LOAD),
-            delete: Script::new("delete", DELETE).once(),
-            delete_subject: Script::new("delete_subject", DELETE_SUBJECT).once(),
+            delete: Script::new("delete", DELETE).once().replicated(),
+            delete_subject: Script::new("delete_subject", DELETE_SUBJECT).once().replicated(),
             list: Script::new("list", LIST),
             sweep_subject: Script::new("sweep_subject", SWEEP_SUBJECT),
-            bump: Script::new("bump", BUMP).once(),
+            bump: Script::new("bump", BUMP).once().replicated(),
             pointer: Script::new("pointer", POINTER),
             touch: Script::new("touch", TOUCH),
             hint_fix: Script::new("hint_fix", HINT_FIX),

@@ -1,0 +1,121 @@
+//! `wait_replicas`: a revocation, epoch bump or create is reported done only once the
+//! configured number of replicas acknowledged it (`WAIT`). Against a real master and a real
+//! replica on free ports: with the replica running, changes succeed and are on the replica
+//! when they return; with the replica stopped (SIGSTOP), the same changes fail with
+//! `StoreError::Unavailable` instead of being confirmed while a failover could still lose them.
+#![allow(clippy::unwrap_used)]
+mod support;
+
+use std::process::Command;
+use std::time::Duration;
+
+use sessiond_core::time::{Clock, SystemClock};
+use sessiond_core::{SessionStore, StoreError};
+use sessiond_store_redis::{RedisOptions, RedisStore};
+use support::{cli, free_port, random_prefix, Server};
+
+mod records {
+    include!("support/records.rs");
+}
+
+/// Waits until the replica reports its link to the master up and in sync.
+fn wait_for_link(replica: u16) {
+    for _ in 0..200 {
+        if cli(replica, &["info", "replication"]).contains("master_link_status:up") {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the replica on port {replica} never linked to its master");
+}
+
+fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").args([sig, &pid.to_string()]).status().map(|s| s.success()).unwrap_or(false);
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Resumes a stopped replica even when an assertion fails, so that drop can kill it.
+struct Resume(u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0.to_string()]).status();
+    }
+}
+
+fn replica_keys(replica: u16, prefix: &str) -> usize {
+    cli(replica, &["--scan", "--pattern", &format!("{prefix}:*:s:*")]).lines().filter(|l| !l.trim().is_empty()).count()
+}
+
+fn unavailable<T>(r: Result<T, StoreError>) -> String {
+    match r {
+        Err(StoreError::Unavailable { message, .. }) => message,
+        Err(e) => panic!("expected Unavailable, got {e:?}"),
+        Ok(_) => panic!("expected Unavailable, got Ok: the change was confirmed without its replica"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_are_confirmed_only_once_a_replica_has_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mdir, rdir) = (dir.path().join("m"), dir.path().join("r"));
+    std::fs::create_dir_all(&mdir).unwrap();
+    std::fs::create_dir_all(&rdir).unwrap();
+    let master = Server::start(free_port(), &mdir, &[]);
+    let replica = Server::start(free_port(), &rdir, &["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    wait_for_link(replica.port);
+
+    let prefix = random_prefix();
+    let url = format!("redis://127.0.0.1:{}", master.port);
+    let options = RedisOptions {
+        key_prefix: prefix.clone(),
+        timeout: Duration::from_secs(5),
+        wait_replicas: 1,
+        wait_timeout: Duration::from_millis(300),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&url, options.clone()).await.expect("connect");
+    let now = SystemClock.now();
+
+    // Replica up: creates and a revocation succeed, and are on the replica when they return.
+    let (a, b, c) =
+        (records::record("t", "alice", now), records::record("t", "alice", now), records::record("t", "bob", now));
+    for r in [&a, &b, &c] {
+        store.create(r.clone(), None, now).await.expect("create with the replica up");
+    }
+    assert_eq!(replica_keys(replica.port, &prefix), 3, "every confirmed create is on the replica");
+    assert!(store.delete(&a.id).await.expect("delete").is_some());
+    assert_eq!(replica_keys(replica.port, &prefix), 2, "a confirmed revocation is on the replica");
+
+    // Replica stopped: the master still applies the changes, but none is confirmed.
+    signal(replica.child.id(), "-STOP");
+    let resume = Resume(replica.child.id());
+    let m = unavailable(store.delete(&b.id).await);
+    assert!(m.contains("0 of 1 replicas"), "{m}");
+    assert!(unavailable(store.delete_subject("t", "bob", None).await).contains("replicas"));
+    assert!(unavailable(store.bump_epoch("t", "carol").await).contains("replicas"));
+    assert!(unavailable(store.create(records::record("t", "dave", now), None, now).await).contains("replicas"));
+    // The master did apply the revocation: the session is gone there (nothing comes back).
+    assert!(store.find_by_id(&b.id).await.expect("find").is_none());
+
+    // Replica back: the retried revocation finds nothing and is confirmed once replicated.
+    drop(resume);
+    assert!(store.delete(&b.id).await.expect("retried delete is confirmed").is_none());
+    assert_eq!(replica_keys(replica.port, &prefix), 1, "the replica caught up: only dave's session is left");
+
+    // Without waiting (the default), the same change is confirmed with the replica stopped:
+    // what the option is for.
+    let plain = RedisStore::connect(&url, RedisOptions { wait_replicas: 0, ..options.clone() }).await.expect("connect");
+    signal(replica.child.id(), "-STOP");
+    let resume = Resume(replica.child.id());
+    let d = records::record("t", "erin", now);
+    plain.create(d.clone(), None, now).await.expect("no wait: confirmed");
+    assert!(plain.delete(&d.id).await.expect("no wait: confirmed").is_some());
+    drop(resume);
+
+    // A wait that would block forever or outlast the operation timeout is refused.
+    for wait in [Duration::ZERO, Duration::from_secs(5), Duration::from_secs(9)] {
+        let bad = RedisOptions { wait_timeout: wait, ..options.clone() };
+        assert!(RedisStore::connect(&url, bad).await.is_err(), "wait_timeout {wait:?} accepted");
+    }
+}
