@@ -43,7 +43,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::{Hook, HookError, Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use sessiond_core::event::Event;
 use sessiond_core::id::SessionId;
 use sessiond_core::policy::LimitAction;
@@ -368,6 +368,23 @@ impl PostgresStore {
             .create_timeout(Some(options.connect_timeout))
             .recycle_timeout(Some(options.timeout))
             .runtime(Runtime::Tokio1)
+            .post_create(Hook::async_fn(|client, _| {
+                Box::pin(async move {
+                    let row = client.query_one(RAISE_SYNCHRONOUS_COMMIT, &[]).await.map_err(HookError::Backend)?;
+                    let raised: bool = row.try_get(0).map_err(HookError::Backend)?;
+                    if raised {
+                        static WARNED: std::sync::Once = std::sync::Once::new();
+                        WARNED.call_once(|| {
+                            tracing::warn!(
+                                "PostgreSQL synchronous_commit is off for sessiond's role or database: sessiond sets it \
+                                 to on for its own connections, so that a confirmed revocation survives a crash \
+                                 (docs/postgres-store.md, \"Durability\")"
+                            );
+                        });
+                    }
+                    Ok::<(), HookError>(())
+                })
+            }))
             .build()
             .map_err(|e| StoreError::unavailable("postgres pool", e))?;
 
@@ -386,6 +403,11 @@ impl PostgresStore {
         .map_err(|_| config_error("postgres connection or migration timed out".into()))??;
         if migrated < schema::CURRENT {
             tracing::info!(schema = %s, from = migrated, to = schema::CURRENT, "migrated the sessiond schema");
+        }
+
+        let store_settings = settings_of(&pool).await?;
+        if let Some(gap) = durability_gap(&store_settings) {
+            tracing::warn!("PostgreSQL {gap} (docs/postgres-store.md, \"Durability\")");
         }
 
         let channel = format!("sessiond_inv_{s}");
@@ -434,6 +456,15 @@ impl PostgresStore {
     /// receiver.
     pub fn listening(&self) -> bool {
         self.inner.link.get()
+    }
+
+    /// The durability settings in effect on this store's connections (`fsync` and
+    /// `synchronous_commit` as a pooled connection sees them).
+    ///
+    /// # Errors
+    /// [`StoreError::Unavailable`] when PostgreSQL cannot be reached.
+    pub async fn durability(&self) -> Result<Durability, StoreError> {
+        self.op("durability", settings_of(&self.inner.pool)).await
     }
 
     /// The schema name.
@@ -619,6 +650,45 @@ where
     driver.abort();
     drop(client);
     true
+}
+
+/// Run on every new pooled connection: raises `synchronous_commit` from `off` to `on` for
+/// this connection (a crash would otherwise lose commits that sessiond already confirmed) and
+/// leaves every other value alone (`local`, `remote_write`, `remote_apply` are durable on the
+/// primary; lowering `remote_apply` would weaken a stricter setup). `CASE` fixes the order of
+/// evaluation. Returns whether it raised the setting.
+const RAISE_SYNCHRONOUS_COMMIT: &str = "SELECT CASE WHEN current_setting('synchronous_commit') = 'off' \
+     THEN set_config('synchronous_commit', 'on', false) = 'on' ELSE false END";
+
+/// The durability settings a connection of the store runs with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Durability {
+    /// `fsync` (`on` or `off`).
+    pub fsync: String,
+    /// `synchronous_commit` (`on`, `remote_apply`, `remote_write`, `local` or `off`).
+    pub synchronous_commit: String,
+}
+
+async fn settings_of(pool: &Pool) -> Result<Durability, StoreError> {
+    let c = pool.get().await.map_err(pool_err)?;
+    let row =
+        c.query_one("SELECT current_setting('fsync'), current_setting('synchronous_commit')", &[]).await.map_err(db)?;
+    Ok(Durability { fsync: row.try_get(0).map_err(db)?, synchronous_commit: row.try_get(1).map_err(db)? })
+}
+
+/// What, in `d`, can lose a change sessiond confirmed when PostgreSQL crashes; `None` when
+/// nothing does. `synchronous_commit = off` cannot appear on the store's own connections
+/// (they raise it), but is reported all the same.
+pub(crate) fn durability_gap(d: &Durability) -> Option<String> {
+    if d.fsync != "on" {
+        return Some(format!(
+            "fsync is {}: a crash can lose confirmed revocations (the revoked sessions come back) and corrupt \
+             the database; set fsync = on",
+            d.fsync
+        ));
+    }
+    (d.synchronous_commit == "off")
+        .then(|| "synchronous_commit is off: a crash can lose confirmed revocations".to_owned())
 }
 
 #[async_trait]
@@ -1018,5 +1088,15 @@ mod tests {
         let sql = Sql::new("abc");
         assert!(sql.insert.contains(r#""abc".sessions"#));
         assert!(sql.sweep.contains("SKIP LOCKED"));
+    }
+
+    #[test]
+    fn durability_gaps_are_named() {
+        let d = |fsync: &str, sc: &str| Durability { fsync: fsync.into(), synchronous_commit: sc.into() };
+        for sc in ["on", "local", "remote_write", "remote_apply"] {
+            assert_eq!(durability_gap(&d("on", sc)), None, "{sc}");
+        }
+        assert!(durability_gap(&d("off", "on")).is_some_and(|g| g.contains("fsync is off")));
+        assert!(durability_gap(&d("on", "off")).is_some_and(|g| g.contains("synchronous_commit is off")));
     }
 }
