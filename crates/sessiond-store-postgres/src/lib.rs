@@ -220,14 +220,14 @@ impl Sql {
         );
         Self {
             subject_lock: "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))".into(),
-            // Sessions an epoch bump ended (the record's epoch below the subject's) are dead:
-            // left out of the count and never evicted. The epoch is read by the same
-            // statement; a bump committed after it only makes the count conservative.
+            // With the subject's epoch, read by the same statement (a bump committed after it
+            // only makes the count conservative): `create` leaves out the sessions an epoch
+            // bump ended. Records are decoded in Rust, not cast to jsonb in SQL, which fails
+            // on valid JSON holding `\u0000` and would lock the subject out of new sessions.
             live_of_subject: format!(
-                "SELECT id, created_at, last_seen_at FROM {sessions} \
-                 WHERE tenant = $1 AND subject = $2 AND deadline > $3 \
-                 AND COALESCE((record::jsonb ->> 'epoch')::numeric, 0) >= COALESCE( \
-                     (SELECT epoch FROM {epochs} WHERE tenant = $1 AND subject = $2), 0)"
+                "SELECT id, created_at, last_seen_at, record, \
+                 COALESCE((SELECT epoch FROM {epochs} WHERE tenant = $1 AND subject = $2), 0) \
+                 FROM {sessions} WHERE tenant = $1 AND subject = $2 AND deadline > $3"
             ),
             evict: format!("DELETE FROM {sessions} WHERE id = ANY($1) RETURNING record"),
             insert: format!(
@@ -714,12 +714,22 @@ impl SessionStore for PostgresStore {
                     .await
                     .map_err(db)?;
                 let max = rule.max as usize;
-                if rows.len() >= max {
-                    let mut live: Vec<(i64, i64, Vec<u8>)> = Vec::with_capacity(rows.len());
-                    for r in &rows {
+                // Sessions an epoch bump ended are dead: neither counted nor evicted. A record
+                // that does not decode counts (as before this rule).
+                let mut live: Vec<(i64, i64, Vec<u8>)> = Vec::with_capacity(rows.len());
+                for r in &rows {
+                    let subject_epoch: i64 = r.try_get(4).map_err(db)?;
+                    let ended = r
+                        .try_get::<_, String>(3)
+                        .ok()
+                        .and_then(|t| SessionRecord::decode(t.as_bytes()))
+                        .is_some_and(|rec| i64::try_from(rec.epoch).is_ok_and(|e| e < subject_epoch));
+                    if !ended {
                         let id: Vec<u8> = r.try_get(0).map_err(db)?;
                         live.push((r.try_get(1).map_err(db)?, r.try_get(2).map_err(db)?, id));
                     }
+                }
+                if live.len() >= max {
                     match rule.action {
                         LimitAction::DenyNew => return Ok(CreateOutcome::LimitReached),
                         LimitAction::EvictOldest => live.sort_by(|a, b| (a.0, &a.2).cmp(&(b.0, &b.2))),

@@ -222,3 +222,24 @@ async fn a_large_tenant_is_revoked_within_the_operation_timeout() {
     }
     drop_schema(&schema);
 }
+
+/// Session data may hold any JSON string, `\u0000` included, which PostgreSQL's `jsonb` (and
+/// `json ->>`) refuse. The limit count must not parse records in SQL: a session holding such
+/// data would make every later create with a limit fail for its subject (a lockout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_with_a_nul_escape_does_not_lock_the_subject_out_of_limited_creates() {
+    use sessiond_core::policy::LimitAction;
+    use sessiond_core::store::{CreateOutcome, LimitRule};
+    let (store, schema) = fresh().await;
+    let _cleanup = support::SchemaGuard(schema.clone());
+    let now = SystemClock.now();
+    let mut odd = records::record("acme", "nul", now);
+    odd.data.insert("note".into(), serde_json::Value::String("a\u{0}b".into()));
+    store.create(odd.clone(), None, now).await.expect("create with NUL data");
+    for action in [LimitAction::DenyNew, LimitAction::EvictOldest] {
+        let rule = LimitRule { max: 5, action };
+        let out = store.create(records::record("acme", "nul", now), Some(rule), now).await;
+        assert!(matches!(out, Ok(CreateOutcome::Created { .. })), "{action:?}: {:?}", out.map(|_| ()));
+    }
+    assert!(store.find_by_id(&odd.id).await.expect("find").is_some(), "the odd session is untouched");
+}
