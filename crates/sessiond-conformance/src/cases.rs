@@ -425,22 +425,27 @@ pub async fn epoch_ended_sessions_do_not_count_toward_limits(store: Arc<dyn Sess
     for c in &fresh {
         h.engine.resolve(c.token.expose(), &NO_CTX).await.expect("the new sessions live");
     }
-    // evict_oldest: the dead sessions are neither counted nor reported as evicted.
-    for _ in 0..5 {
-        h.engine.create(h.request("erin", "limit-oldest")).await.expect("create");
-        h.advance(Duration::from_millis(10));
+    // Evicting policies: the dead sessions are neither counted nor reported as evicted, and
+    // the first session to make room is the oldest (and idlest: none was used) new one.
+    for (policy, subject) in [("limit-oldest", "erin"), ("limit-idlest", "fay")] {
+        for _ in 0..5 {
+            h.engine.create(h.request(subject, policy)).await.expect("create");
+            h.advance(Duration::from_millis(10));
+        }
+        h.engine.bump_epoch(&h.tenant, subject).await.expect("bump");
+        let mut new = Vec::new();
+        for _ in 0..5 {
+            let c = h.engine.create(h.request(subject, policy)).await.expect("create");
+            assert!(c.evicted.is_empty(), "{policy}: room for five new sessions, but {:?} evicted", c.evicted);
+            new.push(c);
+            h.advance(Duration::from_millis(10));
+        }
+        let sixth = h.engine.create(h.request(subject, policy)).await.expect("create");
+        assert_eq!(sixth.evicted, vec![new[0].session.id], "{policy}: the oldest new session makes room");
+        for c in &new[1..] {
+            h.engine.resolve(c.token.expose(), &NO_CTX).await.expect("the other new sessions live");
+        }
     }
-    h.engine.bump_epoch(&h.tenant, "erin").await.expect("bump");
-    let mut new = Vec::new();
-    for _ in 0..5 {
-        let c = h.engine.create(h.request("erin", "limit-oldest")).await.expect("create");
-        assert!(c.evicted.is_empty(), "room for five new sessions: nothing evicted, got {:?}", c.evicted);
-        new.push(c);
-        h.advance(Duration::from_millis(10));
-    }
-    let sixth = h.engine.create(h.request("erin", "limit-oldest")).await.expect("create");
-    assert_eq!(sixth.evicted, vec![new[0].session.id], "the oldest new session makes room");
-    assert_eq!(h.engine.list(&h.tenant, "erin", None, 100).await.expect("list").sessions.len(), 5);
 }
 
 /// Pages of a subject's live sessions, oldest first, excluding expired and foreign ones.
