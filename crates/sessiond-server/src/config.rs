@@ -162,8 +162,8 @@ pub struct RedisConfig {
     pub connect_timeout_ms: u64,
     /// Multiplexed connections (per node in Cluster).
     pub pool_size: usize,
-    /// Replicas that must acknowledge each revocation, epoch bump, update and create before
-    /// it is reported done (`WAIT`); 0 does not wait.
+    /// Replicas that must acknowledge each revocation and epoch bump before it is reported
+    /// done (`WAIT`); 0 does not wait.
     pub wait_replicas: u32,
     /// How long a change waits for `wait_replicas`, in milliseconds (then 503).
     pub wait_timeout_ms: u64,

@@ -99,15 +99,14 @@ pub struct RedisOptions {
     /// fail with [`StoreError::Unavailable`] until it can. Default `false`: a misconfigured
     /// URL should stop start-up, not surface later.
     pub lazy_connect: bool,
-    /// Replicas that must acknowledge every revocation (one session, a subject, a tenant),
-    /// epoch bump, update (rotation, elevation, data) and create (with its evictions at the
-    /// limit) before it is reported done: the
-    /// store sends `WAIT replicas wait_timeout` on the connection that made the change.
-    /// Fewer acknowledgements within [`RedisOptions::wait_timeout`] fail the operation with
-    /// [`StoreError::Unavailable`] (503): the master applied the change but a failover could
+    /// Replicas that must acknowledge every revocation (one session, a subject, each subject
+    /// of a tenant) and epoch bump before it is reported done: the store pipelines the
+    /// script, a marker write in the subject's slot and `WAIT replicas wait_timeout` on a
+    /// connection of its own (see `docs/redis-store.md`, "Durability"). Fewer
+    /// acknowledgements within [`RedisOptions::wait_timeout`] fail the operation with
+    /// [`StoreError::Unavailable`] (503): the primary applied the change but a failover could
     /// still lose it and bring a revoked session back, so the caller must not take it as done
-    /// (retrying is safe: a second revocation finds nothing and waits again). Default 0: no
-    /// waiting, as with plain Redis replication (see `docs/redis-store.md`, "Durability").
+    /// (retrying is safe). Creates, updates and renewals do not wait. Default 0: no waiting.
     pub wait_replicas: u32,
     /// How long a change waits for [`RedisOptions::wait_replicas`] acknowledgements. Must be
     /// above zero (`WAIT` with 0 blocks forever) and below [`RedisOptions::timeout`].
@@ -297,6 +296,10 @@ pub struct RedisStore {
 
 struct Inner {
     pool: Pool,
+    /// Connections for the changes that wait for replicas ([`RedisOptions::wait_replicas`]):
+    /// `WAIT` holds its connection until the replicas answer, so it never shares one with
+    /// resolves, renewals or heartbeats.
+    wait_pool: Option<Pool>,
     subscriber: Option<SubscriberClient>,
     keys: Keys,
     scripts: Scripts,
@@ -317,9 +320,13 @@ impl Drop for Inner {
         // Close the connections (and stop reconnecting) when the last handle goes.
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let pool = self.pool.clone();
+            let wait_pool = self.wait_pool.clone();
             let sub = self.subscriber.take();
             rt.spawn(async move {
                 let _ = pool.quit().await;
+                if let Some(p) = wait_pool {
+                    let _ = p.quit().await;
+                }
                 if let Some(s) = sub {
                     let _ = s.quit().await;
                 }
@@ -476,6 +483,13 @@ impl RedisStore {
                 });
             }
         }
+        let wait_pool = if options.wait_replicas > 0 {
+            let p = builder.build_pool(options.pool_size.max(1)).map_err(unavailable)?;
+            drop(p.connect_pool());
+            Some(p)
+        } else {
+            None
+        };
         let keys = Keys::new(&options.key_prefix);
         let (tx, _) = broadcast::channel(1024);
         let link = Arc::new(Link::default());
@@ -492,6 +506,7 @@ impl RedisStore {
         let store = RedisStore {
             inner: Arc::new(Inner {
                 pool,
+                wait_pool,
                 subscriber,
                 keys,
                 scripts: Scripts::new(),
@@ -700,9 +715,12 @@ impl RedisStore {
         all.push(n(keys.len() as u64));
         all.extend(keys.iter().map(|k| s(*k)));
         all.extend(args);
+        if script.replicated && self.inner.opts.wait_replicas > 0 {
+            return self.eval_replicated(script, first, slot, all).await;
+        }
         let attempts = if script.replay_safe { None } else { Some(1) };
         let client = self.inner.pool.next().with_options(&Options { max_attempts: attempts, ..Options::default() });
-        let reply = match client
+        match client
             .custom::<Value, Value>(CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot), false), all.clone())
             .await
         {
@@ -721,33 +739,83 @@ impl RedisStore {
                 tracing::debug!(script = script.name, error = %e, "script failed");
                 unavailable(e)
             }),
-        }?;
+        }
+    }
+
+    /// A change that must reach the replicas before it is confirmed: the script, a write to
+    /// the subject's `:w` marker key and `WAIT`, pipelined on one connection of the wait pool.
+    ///
+    /// One connection, because `WAIT` counts the replicas that acknowledged every write made
+    /// on its own connection so far. The marker write makes that "so far" reach the present
+    /// even when the script itself wrote nothing (a retried revocation that finds nothing):
+    /// the replication stream is ordered, so a replica holding the marker holds every change
+    /// before it, the earlier, unconfirmed attempt included.
+    async fn eval_replicated(
+        &self,
+        script: &Script,
+        first_key: &str,
+        slot: u16,
+        mut all: Vec<Value>,
+    ) -> Result<Value, StoreError> {
+        let pool = self.inner.wait_pool.as_ref().ok_or_else(|| corrupt("no connections for replica waits"))?;
+        let marker = match first_key.find('}') {
+            Some(end) => format!("{}:w", &first_key[..=end]),
+            None => return Err(corrupt("a replicated script's first key has no hash tag")),
+        };
         let want = self.inner.opts.wait_replicas;
-        if script.replicated && want > 0 {
-            // On the same client, routed to the same slot: the connection that carried the
-            // change, which is what `WAIT` counts acknowledgements for.
-            let wait_ms = u64::try_from(self.inner.opts.wait_timeout.as_millis()).unwrap_or(u64::MAX);
-            let acked = client
-                .custom::<Value, Value>(
-                    CustomCommand::new_static("WAIT", ClusterHash::Custom(slot), false),
-                    vec![n(u64::from(want)), n(wait_ms)],
-                )
-                .await
-                .map_err(unavailable)?;
-            let acked = uint(&acked).unwrap_or(0);
+        let wait_ms = u64::try_from(self.inner.opts.wait_timeout.as_millis()).unwrap_or(u64::MAX);
+        let client = pool.next();
+        let on_slot = |name: &'static str| CustomCommand::new_static(name, ClusterHash::Custom(slot), false);
+        for with_text in [false, true] {
+            if with_text {
+                all[0] = s(script.lua.as_str());
+            }
+            let p = client.pipeline();
+            let queued = async {
+                p.custom::<Value, Value>(on_slot(if with_text { "EVAL" } else { "EVALSHA" }), all.clone()).await?;
+                p.custom::<Value, Value>(on_slot("SET"), vec![s(marker.as_str()), s("1"), s("PX"), n(60_000)]).await?;
+                p.custom::<Value, Value>(on_slot("WAIT"), vec![n(u64::from(want)), n(wait_ms)]).await
+            };
+            queued.await.map_err(unavailable)?;
+            let mut results = p.try_all::<Value>().await.into_iter();
+            let reply = match results.next() {
+                // Not run (unknown script): send it again with its text.
+                Some(Err(e)) if !with_text && e.details().contains("NOSCRIPT") => continue,
+                Some(r) => r.map_err(|e| {
+                    tracing::debug!(script = script.name, error = %e, "script failed");
+                    unavailable(e)
+                })?,
+                None => return Err(corrupt("empty pipeline reply")),
+            };
+            let acked = match (results.next(), results.next()) {
+                (Some(Ok(_)), Some(Ok(v))) => uint(&v).unwrap_or(0),
+                (Some(Err(e)), _) | (_, Some(Err(e))) => {
+                    tracing::debug!(script = script.name, error = %e, "replica wait failed");
+                    0
+                }
+                _ => 0,
+            };
             if acked < u64::from(want) {
                 metrics::counter!("sessiond_redis_replica_wait_failed_total").increment(1);
+                tracing::warn!(
+                    script = script.name,
+                    acked,
+                    wanted = want,
+                    "a change applied on the Redis primary was not acknowledged by enough replicas in time; \
+                     it is reported as failed (503) and not confirmed"
+                );
                 return Err(StoreError::Unavailable {
                     message: format!(
                         "redis {}: {acked} of {want} replicas acknowledged the change within {wait_ms} ms; \
-                         it is applied on the master but not confirmed replicated",
+                         it is applied on the primary but not confirmed replicated",
                         script.name
                     ),
                     source: None,
                 });
             }
+            return Ok(reply);
         }
-        Ok(reply)
+        Err(corrupt("the script was refused twice"))
     }
 
     /// Points `key` at `value` unless it already names something else; returns whether it
@@ -1208,13 +1276,15 @@ impl SessionStore for RedisStore {
         // ordered by each subject's latest deadline, which a new login raises, so paging it by
         // position while subjects log in again could skip one that was never visited. Then
         // one subject at a time (each atomic); the timeout applies per batch of subjects.
-        const BATCH: usize = 256;
+        // With replica waits every subject also waits for one replica round trip: smaller
+        // batches keep each within the timeout.
+        let batch_len: usize = if self.inner.opts.wait_replicas > 0 { 64 } else { 256 };
         let key = self.inner.keys.tenant(tenant);
         let members =
             self.op("delete_tenant", async { Ok(array(self.cmd("ZRANGE", &key, vec![n(0), s("-1")]).await?)) }).await?;
         let subjects: Vec<String> = members.iter().filter_map(text).map(str::to_owned).collect();
         let mut out = Vec::new();
-        for batch in subjects.chunks(BATCH) {
+        for batch in subjects.chunks(batch_len) {
             let gone = self
                 .op("delete_tenant", async {
                     let mut gone = Vec::new();

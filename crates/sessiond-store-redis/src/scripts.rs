@@ -23,8 +23,8 @@ pub(crate) struct Script {
     /// reported as a duplicate, a committed update as a conflict, events appended twice).
     pub(crate) replay_safe: bool,
     /// Whether the store waits for replicas after it ([`crate::RedisOptions::wait_replicas`]):
-    /// revocations, epoch bumps, updates and creates (which may evict at the limit), whose
-    /// loss in a failover would bring a revoked session or a retired token back.
+    /// revocations and epoch bumps, whose loss in a failover would bring a revoked session
+    /// back.
     pub(crate) replicated: bool,
 }
 
@@ -376,8 +376,8 @@ pub(crate) struct Scripts {
 impl Scripts {
     pub(crate) fn new() -> Self {
         Self {
-            create: Script::new("create", CREATE).once().replicated(),
-            update: Script::new("update", UPDATE).once().replicated(),
+            create: Script::new("create", CREATE).once(),
+            update: Script::new("update", UPDATE).once(),
             renew: Script::new("renew", RENEW),
             renew_copy: Script::new("renew_copy", RENEW_COPY),
             load: Script::new("load", LOAD),
