@@ -10,6 +10,9 @@
 #   HEADERS=1 bench/forward-auth.sh  # also the empty handler answering with the six session
 #                                    # headers (`bench-empty --session-headers`) in every round:
 #                                    # the cost of the larger response alone
+#   WRK_PREFIX="chrt -b 0" bench/forward-auth.sh
+#                                    # run every measured wrk under that command (here as
+#                                    # SCHED_BATCH: its wake-ups do not preempt the server)
 set -euo pipefail
 
 SESSIONS=${SESSIONS:-10000}
