@@ -357,6 +357,8 @@ impl PostgresStore {
             config.application_name("sessiond");
         }
         let tls = if config.get_ssl_mode() == SslMode::Require { Tls::Rustls(rustls_connector()?) } else { Tls::None };
+        // `Fast`, never `Clean`: `Clean` runs `RESET ALL`, which would undo the
+        // `synchronous_commit` pinned by the `post_create` hook below.
         let mcfg = ManagerConfig { recycling_method: RecyclingMethod::Fast };
         let manager = match &tls {
             Tls::None => Manager::from_config(config.clone(), NoTls, mcfg),
@@ -652,13 +654,18 @@ where
     true
 }
 
-/// Run on every new pooled connection: raises `synchronous_commit` from `off` to `on` for
-/// this connection (a crash would otherwise lose commits that sessiond already confirmed) and
-/// leaves every other value alone (`local`, `remote_write`, `remote_apply` are durable on the
-/// primary; lowering `remote_apply` would weaken a stricter setup). `CASE` fixes the order of
-/// evaluation. Returns whether it raised the setting.
-const RAISE_SYNCHRONOUS_COMMIT: &str = "SELECT CASE WHEN current_setting('synchronous_commit') = 'off' \
-     THEN set_config('synchronous_commit', 'on', false) = 'on' ELSE false END";
+/// Run on every new pooled connection: pins `synchronous_commit` for this connection at what
+/// it is now, raised from `off` to `on` (a crash would otherwise lose commits that sessiond
+/// already confirmed). Every other value is kept (`local`, `remote_write`, `remote_apply` are
+/// durable on the primary; lowering `remote_apply` would weaken a stricter setup), but pinned
+/// at session level, so that a later `ALTER SYSTEM … off` and reload does not reach the
+/// connections the pool already holds (`RecyclingMethod::Fast` never re-runs this; the pool
+/// must not use `Clean`, whose `RESET ALL` would undo it). `OFFSET 0` keeps the subquery
+/// from being flattened, so that the value is read before it is set. Returns whether it
+/// raised the setting.
+const RAISE_SYNCHRONOUS_COMMIT: &str = "SELECT cur = 'off', \
+     set_config('synchronous_commit', CASE WHEN cur = 'off' THEN 'on' ELSE cur END, false) \
+     FROM (SELECT current_setting('synchronous_commit') AS cur OFFSET 0) AS now";
 
 /// The durability settings a connection of the store runs with.
 #[derive(Debug, Clone, PartialEq, Eq)]

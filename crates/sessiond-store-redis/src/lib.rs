@@ -48,7 +48,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use fred::clients::{Pool, SubscriberClient};
-use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
+use fred::interfaces::{ClientLike, ClusterInterface, EventInterface, PubsubInterface};
 use fred::types::config::Options;
 use fred::types::config::ReconnectPolicy;
 use fred::types::{Builder, ClusterHash, CustomCommand, Value};
@@ -486,6 +486,16 @@ impl RedisStore {
         let wait_pool = if options.wait_replicas > 0 {
             let p = builder.build_pool(options.pool_size.max(1)).map_err(unavailable)?;
             drop(p.connect_pool());
+            if !options.lazy_connect
+                && !matches!(tokio::time::timeout(connect_timeout, p.wait_for_connect()).await, Ok(Ok(())))
+            {
+                let _ = p.quit().await;
+                let _ = pool.quit().await;
+                return Err(StoreError::Unavailable {
+                    message: format!("could not connect to Redis within {connect_timeout:?}"),
+                    source: None,
+                });
+            }
             Some(p)
         } else {
             None
@@ -765,57 +775,63 @@ impl RedisStore {
         let want = self.inner.opts.wait_replicas;
         let wait_ms = u64::try_from(self.inner.opts.wait_timeout.as_millis()).unwrap_or(u64::MAX);
         let client = pool.next();
+        // Sent once (a command resent alone on a new connection after a drop would make
+        // `WAIT` count a connection that wrote nothing), and in Cluster pinned to the node
+        // that owns the slot now (a redirect would run the script on another node than the
+        // keyless `WAIT`): any such event fails the operation instead.
+        let options = Options {
+            max_attempts: Some(1),
+            cluster_node: client.cached_cluster_state().and_then(|c| c.get_server(slot).cloned()),
+            ..Options::default()
+        };
+        // `EVAL` with the text, not `EVALSHA`: on `NOSCRIPT` the queued `SET` and `WAIT` would
+        // run anyway and a second pipeline would wait twice. Revocations are rare; the text is
+        // a few kilobytes.
+        all[0] = s(script.lua.as_str());
+        let p = client.pipeline();
+        let q = p.with_options(&options);
         let on_slot = |name: &'static str| CustomCommand::new_static(name, ClusterHash::Custom(slot), false);
-        for with_text in [false, true] {
-            if with_text {
-                all[0] = s(script.lua.as_str());
+        let queued = async {
+            q.custom::<Value, Value>(on_slot("EVAL"), all).await?;
+            q.custom::<Value, Value>(on_slot("SET"), vec![s(marker.as_str()), s("1"), s("PX"), n(60_000)]).await?;
+            q.custom::<Value, Value>(on_slot("WAIT"), vec![n(u64::from(want)), n(wait_ms)]).await
+        };
+        queued.await.map_err(unavailable)?;
+        let mut results = p.try_all::<Value>().await.into_iter();
+        let reply = match results.next() {
+            Some(r) => r.map_err(|e| {
+                tracing::debug!(script = script.name, error = %e, "script failed");
+                unavailable(e)
+            })?,
+            None => return Err(corrupt("empty pipeline reply")),
+        };
+        let acked = match (results.next(), results.next()) {
+            (Some(Ok(_)), Some(Ok(v))) => uint(&v).unwrap_or(0),
+            (Some(Err(e)), _) | (_, Some(Err(e))) => {
+                tracing::debug!(script = script.name, error = %e, "replica wait failed");
+                0
             }
-            let p = client.pipeline();
-            let queued = async {
-                p.custom::<Value, Value>(on_slot(if with_text { "EVAL" } else { "EVALSHA" }), all.clone()).await?;
-                p.custom::<Value, Value>(on_slot("SET"), vec![s(marker.as_str()), s("1"), s("PX"), n(60_000)]).await?;
-                p.custom::<Value, Value>(on_slot("WAIT"), vec![n(u64::from(want)), n(wait_ms)]).await
-            };
-            queued.await.map_err(unavailable)?;
-            let mut results = p.try_all::<Value>().await.into_iter();
-            let reply = match results.next() {
-                // Not run (unknown script): send it again with its text.
-                Some(Err(e)) if !with_text && e.details().contains("NOSCRIPT") => continue,
-                Some(r) => r.map_err(|e| {
-                    tracing::debug!(script = script.name, error = %e, "script failed");
-                    unavailable(e)
-                })?,
-                None => return Err(corrupt("empty pipeline reply")),
-            };
-            let acked = match (results.next(), results.next()) {
-                (Some(Ok(_)), Some(Ok(v))) => uint(&v).unwrap_or(0),
-                (Some(Err(e)), _) | (_, Some(Err(e))) => {
-                    tracing::debug!(script = script.name, error = %e, "replica wait failed");
-                    0
-                }
-                _ => 0,
-            };
-            if acked < u64::from(want) {
-                metrics::counter!("sessiond_redis_replica_wait_failed_total").increment(1);
-                tracing::warn!(
-                    script = script.name,
-                    acked,
-                    wanted = want,
-                    "a change applied on the Redis primary was not acknowledged by enough replicas in time; \
-                     it is reported as failed (503) and not confirmed"
-                );
-                return Err(StoreError::Unavailable {
-                    message: format!(
-                        "redis {}: {acked} of {want} replicas acknowledged the change within {wait_ms} ms; \
-                         it is applied on the primary but not confirmed replicated",
-                        script.name
-                    ),
-                    source: None,
-                });
-            }
-            return Ok(reply);
+            _ => 0,
+        };
+        if acked < u64::from(want) {
+            metrics::counter!("sessiond_redis_replica_wait_failed_total").increment(1);
+            tracing::warn!(
+                script = script.name,
+                acked,
+                wanted = want,
+                "a change applied on the Redis primary was not acknowledged by enough replicas in time; \
+                 it is reported as failed (503) and not confirmed"
+            );
+            return Err(StoreError::Unavailable {
+                message: format!(
+                    "redis {}: {acked} of {want} replicas acknowledged the change within {wait_ms} ms; \
+                     it is applied on the primary but not confirmed replicated",
+                    script.name
+                ),
+                source: None,
+            });
         }
-        Err(corrupt("the script was refused twice"))
+        Ok(reply)
     }
 
     /// Points `key` at `value` unless it already names something else; returns whether it
@@ -1276,8 +1292,8 @@ impl SessionStore for RedisStore {
         // ordered by each subject's latest deadline, which a new login raises, so paging it by
         // position while subjects log in again could skip one that was never visited. Then
         // one subject at a time (each atomic); the timeout applies per batch of subjects.
-        // With replica waits every subject also waits for one replica round trip: smaller
-        // batches keep each within the timeout.
+        // With replica waits every subject also waits for replicas (the batch's subjects then
+        // run at once): smaller batches keep each within the timeout.
         let batch_len: usize = if self.inner.opts.wait_replicas > 0 { 64 } else { 256 };
         let key = self.inner.keys.tenant(tenant);
         let members =
@@ -1288,11 +1304,34 @@ impl SessionStore for RedisStore {
             let gone = self
                 .op("delete_tenant", async {
                     let mut gone = Vec::new();
-                    for sub in batch {
-                        let sk = self.inner.keys.subject_from_tag(format!("{}/{sub}", enc(tenant)));
-                        gone.extend(self.delete_subject_keys(&sk, None).await?);
+                    if self.inner.opts.wait_replicas == 0 {
+                        for sub in batch {
+                            let sk = self.inner.keys.subject_from_tag(format!("{}/{sub}", enc(tenant)));
+                            gone.extend(self.delete_subject_keys(&sk, None).await?);
+                        }
+                        return Ok(gone);
                     }
-                    Ok(gone)
+                    // With replica waits, the batch's subjects run at once over the wait
+                    // pool, so that the batch takes a few replica round trips, not one per
+                    // subject.
+                    let mut tasks = tokio::task::JoinSet::new();
+                    for sub in batch {
+                        let (store, sk) =
+                            (self.clone(), self.inner.keys.subject_from_tag(format!("{}/{sub}", enc(tenant))));
+                        tasks.spawn(async move { store.delete_subject_keys(&sk, None).await });
+                    }
+                    let mut failed = None;
+                    while let Some(done) = tasks.join_next().await {
+                        match done {
+                            Ok(Ok(records)) => gone.extend(records),
+                            Ok(Err(e)) => failed = failed.or(Some(e)),
+                            Err(e) => failed = failed.or(Some(corrupt(&format!("a revocation task failed: {e}")))),
+                        }
+                    }
+                    match failed {
+                        Some(e) => Err(e),
+                        None => Ok(gone),
+                    }
                 })
                 .await?;
             out.extend(gone);

@@ -130,3 +130,93 @@ async fn changes_are_confirmed_only_once_a_replica_has_them() {
         assert!(RedisStore::connect(&url, bad).await.is_err(), "wait_timeout {wait:?} accepted");
     }
 }
+
+/// In a Redis Cluster each revocation waits for a replica of the master that owns its
+/// subject's slot (the script, the marker and `WAIT` are pinned to that node): with one
+/// replica stopped, exactly the subjects whose slots its master owns are refused, and every
+/// other revocation is confirmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_each_revocation_waits_for_its_own_masters_replica() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut nodes = Vec::new();
+    for _ in 0..6 {
+        let port = free_port();
+        let conf = dir.path().join(format!("nodes-{port}.conf"));
+        let conf = conf.to_str().expect("utf-8 path").to_owned();
+        nodes.push(Server::start(
+            port,
+            dir.path(),
+            &["--cluster-enabled", "yes", "--cluster-config-file", &conf, "--cluster-node-timeout", "5000"],
+        ));
+    }
+    let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+    let out = Command::new("redis-cli")
+        .arg("--cluster")
+        .arg("create")
+        .args(&addrs)
+        .args(["--cluster-replicas", "1", "--cluster-yes"])
+        .output()
+        .expect("redis-cli --cluster create");
+    assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+    let replicas: Vec<&Server> =
+        nodes.iter().filter(|n| cli(n.port, &["info", "replication"]).contains("role:slave")).collect();
+    assert_eq!(replicas.len(), 3, "three masters with a replica each");
+    for _ in 0..200 {
+        let ok = nodes.iter().all(|n| cli(n.port, &["cluster", "info"]).contains("cluster_state:ok"));
+        if ok && replicas.iter().all(|r| cli(r.port, &["info", "replication"]).contains("master_link_status:up")) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let stopped = replicas[0];
+    let info = cli(stopped.port, &["info", "replication"]);
+    let master_port: u16 = info
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("master_port:"))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("the replica names its master");
+
+    let prefix = random_prefix();
+    let url = format!("redis+cluster://{}", addrs.join(","));
+    let options = RedisOptions {
+        key_prefix: prefix.clone(),
+        timeout: Duration::from_secs(5),
+        wait_replicas: 1,
+        wait_timeout: Duration::from_secs(2),
+        ..RedisOptions::default()
+    };
+    let store = RedisStore::connect(&url, options.clone()).await.expect("connect to the cluster");
+    let now = SystemClock.now();
+    let subjects: Vec<String> = (0..24).map(|i| format!("user{i}")).collect();
+    for sub in &subjects {
+        store.create(records::record("t", sub, now), None, now).await.expect("create");
+    }
+    // All replicas up: every revocation is confirmed, whichever master owns it.
+    for sub in &subjects[..4] {
+        assert_eq!(store.delete_subject("t", sub, None).await.expect("confirmed").len(), 1);
+    }
+
+    // Which of the remaining subjects live on the stopped replica's master.
+    let on_master = |sub: &str| {
+        let key = format!("{prefix}:{{t/{sub}}}:idx");
+        let slot = cli(master_port, &["cluster", "keyslot", &key]).trim().to_owned();
+        cli(master_port, &["cluster", "countkeysinslot", &slot]).trim().parse::<u64>().unwrap_or(0) > 0
+    };
+    let rest: Vec<(String, bool)> = subjects[4..].iter().map(|s| (s.clone(), on_master(s))).collect();
+    assert!(rest.iter().any(|(_, m)| *m) && rest.iter().any(|(_, m)| !*m), "subjects on both sides: {rest:?}");
+
+    signal(stopped.child.id(), "-STOP");
+    let resume = Resume(stopped.child.id());
+    let hasty = RedisStore::connect(&url, RedisOptions { wait_timeout: Duration::from_millis(300), ..options })
+        .await
+        .expect("connect to the cluster");
+    for (sub, behind_stopped_replica) in &rest {
+        let r = hasty.delete_subject("t", sub, None).await;
+        if *behind_stopped_replica {
+            assert!(unavailable(r).contains("0 of 1 replicas"), "{sub}");
+        } else {
+            assert_eq!(r.expect("another master's replica is up: confirmed").len(), 1, "{sub}");
+        }
+    }
+    drop(resume);
+}
