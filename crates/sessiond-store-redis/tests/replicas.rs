@@ -205,11 +205,13 @@ async fn in_a_cluster_each_revocation_waits_for_its_own_masters_replica() {
     let rest: Vec<(String, bool)> = subjects[4..].iter().map(|s| (s.clone(), on_master(s))).collect();
     assert!(rest.iter().any(|(_, m)| *m) && rest.iter().any(|(_, m)| !*m), "subjects on both sides: {rest:?}");
 
-    signal(stopped.child.id(), "-STOP");
-    let resume = Resume(stopped.child.id());
+    // Connected before the replica stops: a seed node that does not answer would hold up
+    // the connection (the URL lists every node, the stopped replica included).
     let hasty = RedisStore::connect(&url, RedisOptions { wait_timeout: Duration::from_millis(300), ..options })
         .await
         .expect("connect to the cluster");
+    signal(stopped.child.id(), "-STOP");
+    let resume = Resume(stopped.child.id());
     for (sub, behind_stopped_replica) in &rest {
         let r = hasty.delete_subject("t", sub, None).await;
         if *behind_stopped_replica {
