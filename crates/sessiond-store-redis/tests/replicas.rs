@@ -13,7 +13,7 @@ use std::time::Duration;
 use sessiond_core::time::{Clock, SystemClock};
 use sessiond_core::{SessionStore, StoreError};
 use sessiond_store_redis::{RedisOptions, RedisStore};
-use support::{cli, free_port, random_prefix, Server};
+use support::{cli, free_port, random_prefix, Cluster, Server};
 
 mod records {
     include!("support/records.rs");
@@ -137,37 +137,9 @@ async fn changes_are_confirmed_only_once_a_replica_has_them() {
 /// other revocation is confirmed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_a_cluster_each_revocation_waits_for_its_own_masters_replica() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut nodes = Vec::new();
-    for _ in 0..6 {
-        let port = free_port();
-        let conf = dir.path().join(format!("nodes-{port}.conf"));
-        let conf = conf.to_str().expect("utf-8 path").to_owned();
-        nodes.push(Server::start(
-            port,
-            dir.path(),
-            &["--cluster-enabled", "yes", "--cluster-config-file", &conf, "--cluster-node-timeout", "5000"],
-        ));
-    }
-    let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
-    let out = Command::new("redis-cli")
-        .arg("--cluster")
-        .arg("create")
-        .args(&addrs)
-        .args(["--cluster-replicas", "1", "--cluster-yes"])
-        .output()
-        .expect("redis-cli --cluster create");
-    assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
-    let replicas: Vec<&Server> =
-        nodes.iter().filter(|n| cli(n.port, &["info", "replication"]).contains("role:slave")).collect();
+    let cluster = Cluster::start(3, 1);
+    let replicas = cluster.replicas();
     assert_eq!(replicas.len(), 3, "three masters with a replica each");
-    for _ in 0..200 {
-        let ok = nodes.iter().all(|n| cli(n.port, &["cluster", "info"]).contains("cluster_state:ok"));
-        if ok && replicas.iter().all(|r| cli(r.port, &["info", "replication"]).contains("master_link_status:up")) {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
     let stopped = replicas[0];
     let info = cli(stopped.port, &["info", "replication"]);
     let master_port: u16 = info
@@ -177,7 +149,7 @@ async fn in_a_cluster_each_revocation_waits_for_its_own_masters_replica() {
         .expect("the replica names its master");
 
     let prefix = random_prefix();
-    let url = format!("redis+cluster://{}", addrs.join(","));
+    let url = cluster.url();
     let options = RedisOptions {
         key_prefix: prefix.clone(),
         timeout: Duration::from_secs(5),

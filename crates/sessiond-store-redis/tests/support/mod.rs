@@ -132,3 +132,61 @@ impl Drop for PrefixGuard {
         delete_prefix(6379, &self.0);
     }
 }
+
+/// A Redis Cluster of `masters` masters with `replicas` replicas each (redis-server in
+/// cluster mode on free ports), up with `cluster_state:ok` and every replica linked; the
+/// servers are killed when it is dropped.
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+    _dir: tempfile::TempDir,
+}
+
+impl Cluster {
+    pub fn start(masters: usize, replicas: usize) -> Cluster {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut nodes = Vec::new();
+        for _ in 0..masters * (1 + replicas) {
+            let port = free_port();
+            let conf = dir.path().join(format!("nodes-{port}.conf"));
+            let conf = conf.to_str().expect("utf-8 path").to_owned();
+            nodes.push(Server::start(
+                port,
+                dir.path(),
+                &["--cluster-enabled", "yes", "--cluster-config-file", &conf, "--cluster-node-timeout", "5000"],
+            ));
+        }
+        let out = Command::new("redis-cli")
+            .arg("--cluster")
+            .arg("create")
+            .args(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)))
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(out.status.success(), "cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        let cluster = Cluster { nodes, _dir: dir };
+        for _ in 0..200 {
+            let ok = cluster.nodes.iter().all(|n| cli(n.port, &["cluster", "info"]).contains("cluster_state:ok"));
+            if ok
+                && cluster
+                    .replicas()
+                    .iter()
+                    .all(|r| cli(r.port, &["info", "replication"]).contains("master_link_status:up"))
+            {
+                return cluster;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the cluster never reached cluster_state:ok with every replica linked");
+    }
+
+    /// The replica nodes.
+    pub fn replicas(&self) -> Vec<&Server> {
+        self.nodes.iter().filter(|n| cli(n.port, &["info", "replication"]).contains("role:slave")).collect()
+    }
+
+    /// `redis+cluster://` with every node.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
+        format!("redis+cluster://{}", hosts.join(","))
+    }
+}
