@@ -29,6 +29,7 @@ CACHED_ADDR=${CACHED_ADDR:-127.0.0.1:$(free_port)}
 PEER_ADDR=${PEER_ADDR:-127.0.0.1:$(free_port)}
 NOCACHE_ADDR=${NOCACHE_ADDR:-127.0.0.1:$(free_port)}
 EMPTY_ADDR=${EMPTY_ADDR:-127.0.0.1:$(free_port)}
+BARE_ADDR=${BARE_ADDR:-127.0.0.1:$(free_port)}
 
 for tool in wrk curl redis-server redis-cli; do
   command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }
@@ -60,11 +61,15 @@ start peer "$PEER_ADDR" "$WORK/cached.toml"
 start nocache "$NOCACHE_ADDR" "$WORK/nocache.toml"
 SESSIOND_LOG=warn "$BIN" bench-empty --listen "$EMPTY_ADDR" >"$WORK/empty.out" 2>"$WORK/empty.err" &
 PIDS+=($!); NAMES+=("bench-empty")
+# The bare empty axum handler (no middleware): forward-auth's common case skips the router's
+# middleware (decision D25), so it is compared with this baseline too.
+SESSIOND_LOG=warn "$BIN" bench-empty --bare --listen "$BARE_ADDR" >"$WORK/bare.out" 2>"$WORK/bare.err" &
+PIDS+=($!); NAMES+=("bench-empty-bare")
 for addr in "$CACHED_ADDR" "$PEER_ADDR" "$NOCACHE_ADDR"; do
   for _ in $(seq 1 100); do curl -sf "http://$addr/readyz" >/dev/null && break; sleep 0.1; done
   curl -sf "http://$addr/readyz" >/dev/null || { echo "the node on $addr is not ready:" >&2; cat "$WORK"/*.err >&2; exit 1; }
 done
-for _ in $(seq 1 100); do curl -s "http://$EMPTY_ADDR/" >/dev/null && break; sleep 0.1; done
+for _ in $(seq 1 100); do curl -s "http://$EMPTY_ADDR/" >/dev/null && curl -s "http://$BARE_ADDR/" >/dev/null && break; sleep 0.1; done
 
 create_sessions "$CACHED_ADDR" "$SESSIONS"
 
@@ -96,11 +101,16 @@ TOKENS="$WORK/tokens.txt" BENCH_PATH=/ wrk -t"$THREADS" -c"$CONNS" -d3s -s "$ROO
 # its load drifts); the table shows the round with the median ratio, and every round's ratio.
 LOAD_ROUNDS=${LOAD_ROUNDS:-3}
 RATIOS=()
+BRATIOS=()
 for r in $(seq 1 "$LOAD_ROUNDS"); do
   echo "== round $r: empty handler (GET /, same stack)"
   run "empty$r" "http://$EMPTY_ADDR" /
   echo "== round $r: forward-auth over Redis, near-cache on (TTL ${NEAR_CACHE_TTL_MS:-30000} ms)"
   run "cached$r" "http://$CACHED_ADDR" /v1/auth
+  echo "== round $r: bare empty handler (GET /, no middleware)"
+  run "bare$r" "http://$BARE_ADDR" /
+  BRATIOS+=("$(awk -v a="$(awk '/Requests\/sec/ {print $2}' "$WORK/cached$r.txt")" \
+    -v b="$(awk '/Requests\/sec/ {print $2}' "$WORK/bare$r.txt")" 'BEGIN { printf "%.1f", 100 * a / b }')")
   RATIOS+=("$(awk -v a="$(awk '/Requests\/sec/ {print $2}' "$WORK/cached$r.txt")" \
     -v e="$(awk '/Requests\/sec/ {print $2}' "$WORK/empty$r.txt")" 'BEGIN { printf "%.1f", 100 * a / e }') $r")
 done
@@ -108,6 +118,7 @@ MED_ROUND=$(printf '%s\n' "${RATIOS[@]}" | sort -g | awk '{ a[NR] = $2 } END { p
 for f in txt delta redis ticks0 ticks1 wall wrkcpu; do
   cp "$WORK/empty$MED_ROUND.$f" "$WORK/empty.$f"
   cp "$WORK/cached$MED_ROUND.$f" "$WORK/cached.$f"
+  cp "$WORK/bare$MED_ROUND.$f" "$WORK/bare.$f"
 done
 echo "== forward-auth over Redis, near-cache off"
 run nocache "http://$NOCACHE_ADDR" /v1/auth
@@ -122,12 +133,15 @@ echo
 echo "| run | requests/s | vs empty | p99 | non-2xx | Redis commands per request |"
 echo "|---|---|---|---|---|---|"
 echo "| empty axum handler (same stack) | $(rps empty) | 100 % | $(p99 empty) | $(non2xx empty) | – |"
+echo "| bare empty axum handler (no middleware) | $(rps bare) | $(pct bare) | $(p99 bare) | $(non2xx bare) | – |"
 echo "| forward-auth, Redis + near-cache (${NEAR_CACHE_TTL_MS:-30000} ms) | $(rps cached) | $(pct cached) | $(p99 cached) | $(non2xx cached) | $(per cached) |"
 echo "| forward-auth, Redis, no near-cache | $(rps nocache) | $(pct nocache) | $(p99 nocache) | $(non2xx nocache) | $(per nocache) |"
 echo
 echo "($SESSIONS sessions, $CONNS connections, $THREADS wrk threads, $DURATION per run, $(nproc) cores;"
 echo " empty/cached rows: round $MED_ROUND, the median of $LOAD_ROUNDS interleaved rounds with ratios" \
   "$(printf '%s\n' "${RATIOS[@]}" | sort -k2 -n | awk '{ printf "%s%s %%", (NR > 1 ? ", " : ""), $1 }'))"
+echo " forward-auth with near-cache / bare empty handler, every round: $(printf '%s %%, ' "${BRATIOS[@]}" | sed 's/, $//')," \
+  "median $(printf '%s\n' "${BRATIOS[@]}" | sort -g | awk '{ a[NR] = $1 } END { print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }') %"
 # Every round, not only the median one: the rounds that hold the renewal burst (all sessions
 # were created together, so they renew together every 90 s) run many more Redis commands.
 for r in $(seq 1 "$LOAD_ROUNDS"); do
@@ -149,7 +163,7 @@ cpu() { # run
     BEGIN { split(names, nm, "|") } { d = ($2 - $1) / hz; printf "  %s %.1f %% (%.1f)", nm[NR], 100 * d / w, 1e6 * d / n }'
   awk -v w="$wall" -v n="$n" '{ d = $1 + $2; printf "  wrk %.1f %% (%.1f)\n", 100 * d / w, 1e6 * d / n }' "$WORK/$1.wrkcpu"
 }
-cpu empty; cpu cached; cpu nocache
+cpu empty; cpu bare; cpu cached; cpu nocache
 echo
 echo "== revocation propagation: $ROUNDS revocations on $CACHED_ADDR, polled on $PEER_ADDR"
 "$ROOT/target/release/examples/propagation" "http://$CACHED_ADDR" "http://$PEER_ADDR" "$KEY" "$ROUNDS"

@@ -10,6 +10,8 @@
 #   HEADERS=1 bench/forward-auth.sh  # also the empty handler answering with the six session
 #                                    # headers (`bench-empty --session-headers`) in every round:
 #                                    # the cost of the larger response alone
+#   BARE=0 bench/forward-auth.sh     # leave out the bare empty handler (`bench-empty --bare`:
+#                                    # no middleware at all), measured in every round by default
 #   WRK_PREFIX="chrt -b 0" bench/forward-auth.sh
 #                                    # run every measured wrk under that command (here as
 #                                    # SCHED_BATCH: its wake-ups do not preempt the server)
@@ -24,6 +26,8 @@ STORE=${STORE:-embedded:}
 EMPTY_ADDR=${EMPTY_ADDR:-127.0.0.1:7481}
 HEADERS=${HEADERS:-0}
 HEADERS_ADDR=${HEADERS_ADDR:-127.0.0.1:7482}
+BARE=${BARE:-1}
+BARE_ADDR=${BARE_ADDR:-127.0.0.1:7483}
 # A command put before every measured wrk (e.g. "taskset -c 1" or "chrt -b 0"); empty by default.
 WRK_PREFIX=${WRK_PREFIX:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -45,9 +49,15 @@ if [ "$HEADERS" = "1" ]; then
   SESSIOND_LOG=warn "$BIN" bench-empty --session-headers --listen "$HEADERS_ADDR" >/dev/null 2>&1 &
   PIDS+=($!); HEADERS_PID=$!
 fi
+BARE_PID=
+if [ "$BARE" = "1" ]; then
+  SESSIOND_LOG=warn "$BIN" bench-empty --bare --listen "$BARE_ADDR" >/dev/null 2>&1 &
+  PIDS+=($!); BARE_PID=$!
+fi
 for _ in $(seq 1 100); do
   curl -sf "http://$AUTH_ADDR/healthz" >/dev/null && curl -s "http://$EMPTY_ADDR/" >/dev/null &&
-    { [ "$HEADERS" != "1" ] || curl -s "http://$HEADERS_ADDR/" >/dev/null; } && break
+    { [ "$HEADERS" != "1" ] || curl -s "http://$HEADERS_ADDR/" >/dev/null; } &&
+    { [ "$BARE" != "1" ] || curl -s "http://$BARE_ADDR/" >/dev/null; } && break
   sleep 0.1
 done
 
@@ -79,6 +89,10 @@ for r in $(seq 1 "$ROUNDS"); do
     echo "== round $r: empty handler with the six session headers"
     run "headers$r" "http://$HEADERS_ADDR" / 0 "$HEADERS_PID"
   fi
+  if [ "$BARE" = "1" ]; then
+    echo "== round $r: bare empty handler (no middleware)"
+    run "bare$r" "http://$BARE_ADDR" / 0 "$BARE_PID"
+  fi
 done
 
 # Latency below saturation: the same 64 connections, each pausing PACE_MS after every
@@ -107,6 +121,19 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "| $r | $E | $(p99 "empty$r") | $A | $(p99 "auth$r") | $R % | $(non2xx "auth$r")$(non2xx "empty$r") |"
 done
 MED=$(printf '%s\n' "${RATIOS[@]}" | median)
+if [ "$BARE" = "1" ]; then
+  echo
+  echo "| round | bare empty req/s | bare empty p99 | forward-auth req/s | ratio to bare |"
+  echo "|---|---|---|---|---|"
+  BRATIOS=()
+  for r in $(seq 1 "$ROUNDS"); do
+    B=$(rps "bare$r"); A=$(rps "auth$r")
+    R=$(awk -v a="$A" -v b="$B" 'BEGIN { printf "%.1f", 100 * a / b }')
+    BRATIOS+=("$R")
+    echo "| $r | $B | $(p99 "bare$r") | $A | $R % |"
+  done
+  BMED=$(printf '%s\n' "${BRATIOS[@]}" | median)
+fi
 if [ "$HEADERS" = "1" ]; then
   HMED=$(for r in $(seq 1 "$ROUNDS"); do awk -v a="$(rps "headers$r")" -v e="$(rps "empty$r")" 'BEGIN { printf "%.1f\n", 100 * a / e }'; done | median)
 fi
@@ -129,11 +156,12 @@ cli_us() { awk -v n="$(reqs "$1")" '{ printf "%.2f\n", 1e6 * ($1 + $2) / n }' "$
 echo
 echo "| CPU µs per request (median of $ROUNDS rounds) | server | wrk | both |"
 echo "|---|---|---|---|"
-for who in empty auth $([ "$HEADERS" = "1" ] && echo headers); do
+for who in empty auth $([ "$HEADERS" = "1" ] && echo headers) $([ "$BARE" = "1" ] && echo bare); do
   S=$(for r in $(seq 1 "$ROUNDS"); do srv_us "$who$r"; done | median)
   C=$(for r in $(seq 1 "$ROUNDS"); do cli_us "$who$r"; done | median)
   echo "| $who | $S | $C | $(awk -v s="$S" -v c="$C" 'BEGIN { printf "%.2f", s + c }') |"
 done
 echo
 [ "$HEADERS" = "1" ] && echo "median empty-with-session-headers / empty = $HMED %"
+[ "$BARE" = "1" ] && echo "median forward-auth / bare empty (no middleware) = $BMED %"
 echo "median forward-auth / empty = $MED % over $ROUNDS interleaved rounds ($CONNS connections, $THREADS wrk threads, $DURATION each, $(nproc) cores, $SESSIONS sessions, store $STORE)"

@@ -9,7 +9,7 @@ use axum::extract::State;
 use axum::http::header::{
     CACHE_CONTROL, CONTENT_LENGTH, CONTENT_TYPE, ETAG, HOST, IF_MATCH, ORIGIN, SET_COOKIE, USER_AGENT,
 };
-use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -654,62 +654,110 @@ pub async fn forward_auth(State(s): State<AppState>, req: axum::extract::Request
     // already normal), cookie and user agent are borrowed: the success path allocates only in
     // the engine and for the response (and the CSRF token in synchronizer mode).
     let (parts, _body) = req.into_parts();
-    let headers = &parts.headers;
-    let original = OriginalHeaders::of(headers);
-    let path = crate::path::normalize_cow(original.uri(&parts.uri)?).map_err(|e| Problem::malformed(e.to_string()))?;
-    let Some((token, source)) = s.cookie().token(headers) else {
-        return Err(Problem::missing_token());
-    };
-    let rule = s.rule_for(&path);
-    let cookie_unsafe = source == TokenSource::Cookie && !is_safe_method(original.method(&parts.method));
-    if cookie_unsafe && !fetch_metadata_ok(&s, headers) {
-        return Err(csrf_problem());
-    }
-    // What the `ClientMeta` extractor gives, with the user agent borrowed instead of copied.
-    let ip = crate::app::client_ip_of(headers, &parts.extensions, &s);
-    let ctx = sessiond_core::RequestContext { ip, user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()) };
+    let q = ForwardAuth::of(&s, &parts.method, &parts.uri, &parts.headers, &parts.extensions)?;
     // Most requests are answered from memory with nothing to write
     // (`Engine::resolve_now`); the rest (a renewal or rotation due, a device drift, a grace
     // alias or replay, a store round trip) take the full path, boxed so that its state does
     // not enlarge every request's future. Refusals from either path go to `token_problem`.
-    let resolved = match s.engine().resolve_now(token, &ctx) {
+    let resolved = match s.engine().resolve_now(q.token, &q.ctx) {
         Some(r) => r,
-        None => Box::pin(s.engine().resolve(token, &ctx)).await,
+        None => Box::pin(s.engine().resolve(q.token, &q.ctx)).await,
     };
-    let r = match resolved {
-        Ok(r) => r,
-        Err(e) => return Err(token_problem(&s, ip, "/v1/auth", e).await),
-    };
-    let rec = &r.session;
-    let cookie = r.rotated.as_ref().map(|t| s.set_cookie(t.expose(), r.policy.persistent, rec.absolute_expires_at));
-    let mode = rule.and_then(|r| r.csrf).unwrap_or(s.http().csrf.forward_auth);
-    if cookie_unsafe && mode == CsrfMode::Synchronizer && !csrf_token_ok(&s, headers, &rec.id) {
-        let p = Problem::new(
-            ProblemKind::CsrfRejected,
-            "a cookie-authenticated state change needs the session's CSRF token in X-CSRF-Token",
-        );
-        return Ok(with_cookie(p.into_response(), cookie.as_deref()));
+    match resolved {
+        Ok(r) => q.answer(&s, &r),
+        Err(e) => Err(token_problem(&s, q.ctx.ip, "/v1/auth", e).await),
     }
-    if let Some(rule) = rule {
-        if let Err(e) = r.require(&rule.requirement()) {
-            return Ok(with_cookie(Problem::from(e).into_response(), cookie.as_deref()));
+}
+
+/// Forward-auth's answer when it needs no waiting and no side effect: the request is
+/// malformed, or its session is in memory with nothing due ([`sessiond_core::Engine::resolve_now`]).
+/// `None` when the full handler must run: a store round trip, a write, or a refused token
+/// (whose throttling and security log line live in the handler). Used by [`crate::front`]
+/// before the router; the answer is the one [`forward_auth`] would give.
+pub(crate) fn forward_auth_now<B>(s: &AppState, req: &axum::http::Request<B>) -> Option<ApiResult> {
+    let q = match ForwardAuth::of(s, req.method(), req.uri(), req.headers(), req.extensions()) {
+        Ok(q) => q,
+        Err(p) => return Some(Err(p)),
+    };
+    match s.engine().resolve_now(q.token, &q.ctx)? {
+        Ok(r) => Some(q.answer(s, &r)),
+        Err(_) => None,
+    }
+}
+
+/// A forward-auth request, checked up to the session lookup.
+struct ForwardAuth<'r> {
+    headers: &'r HeaderMap,
+    token: &'r str,
+    rule: Option<&'r crate::config::RouteRule>,
+    /// A cookie-authenticated request for an unsafe method (CSRF checks apply).
+    cookie_unsafe: bool,
+    ctx: sessiond_core::RequestContext<'r>,
+}
+
+impl<'r> ForwardAuth<'r> {
+    /// The original path (normalized), the token, the route rule and the fetch-metadata check
+    /// of a cookie-authenticated unsafe request.
+    fn of(
+        s: &'r AppState,
+        method: &'r Method,
+        uri: &'r Uri,
+        headers: &'r HeaderMap,
+        extensions: &'r axum::http::Extensions,
+    ) -> Result<Self, Problem> {
+        let original = OriginalHeaders::of(headers);
+        let path = crate::path::normalize_cow(original.uri(uri)?).map_err(|e| Problem::malformed(e.to_string()))?;
+        let Some((token, source)) = s.cookie().token(headers) else {
+            return Err(Problem::missing_token());
+        };
+        let rule = s.rule_for(&path);
+        let cookie_unsafe = source == TokenSource::Cookie && !is_safe_method(original.method(method));
+        if cookie_unsafe && !fetch_metadata_ok(s, headers) {
+            return Err(csrf_problem());
         }
+        // What the `ClientMeta` extractor gives, with the user agent borrowed instead of copied.
+        let ip = crate::app::client_ip_of(headers, extensions, s);
+        let ctx =
+            sessiond_core::RequestContext { ip, user_agent: headers.get(USER_AGENT).and_then(|v| v.to_str().ok()) };
+        Ok(Self { headers, token, rule, cookie_unsafe, ctx })
     }
-    let csrf =
-        s.synchronizer_anywhere().then(|| HeaderValue::from_str(&s.engine().keys().csrf_token(&rec.id)).ok()).flatten();
-    let mut id = [0u8; 26];
-    let facts = SessionHeaders {
-        subject: &rec.subject,
-        id: rec.id.encode_into(&mut id),
-        tenant: &rec.tenant,
-        aal: u16::from(r.aal()),
-        auth_time: rec.auth_time.as_secs(),
-        expires_in: secs(r.expires_in()),
+
+    /// The answer for a live session: the CSRF token check (synchronizer mode), the route
+    /// rule's requirement, then the session facts; a rotated token goes back in `Set-Cookie`.
+    fn answer(&self, s: &AppState, r: &sessiond_core::Resolution) -> ApiResult {
+        let rec = &r.session;
+        let cookie = r.rotated.as_ref().map(|t| s.set_cookie(t.expose(), r.policy.persistent, rec.absolute_expires_at));
+        let mode = self.rule.and_then(|r| r.csrf).unwrap_or(s.http().csrf.forward_auth);
+        if self.cookie_unsafe && mode == CsrfMode::Synchronizer && !csrf_token_ok(s, self.headers, &rec.id) {
+            let p = Problem::new(
+                ProblemKind::CsrfRejected,
+                "a cookie-authenticated state change needs the session's CSRF token in X-CSRF-Token",
+            );
+            return Ok(with_cookie(p.into_response(), cookie.as_deref()));
+        }
+        if let Some(rule) = self.rule {
+            if let Err(e) = r.require(&rule.requirement()) {
+                return Ok(with_cookie(Problem::from(e).into_response(), cookie.as_deref()));
+            }
+        }
+        let csrf = s
+            .synchronizer_anywhere()
+            .then(|| HeaderValue::from_str(&s.engine().keys().csrf_token(&rec.id)).ok())
+            .flatten();
+        let mut id = [0u8; 26];
+        let facts = SessionHeaders {
+            subject: &rec.subject,
+            id: rec.id.encode_into(&mut id),
+            tenant: &rec.tenant,
+            aal: u16::from(r.aal()),
+            auth_time: rec.auth_time.as_secs(),
+            expires_in: secs(r.expires_in()),
+        }
+        .header_map(csrf);
+        let mut res = StatusCode::OK.into_response();
+        *res.headers_mut() = facts;
+        Ok(with_cookie(res, cookie.as_deref()))
     }
-    .header_map(csrf);
-    let mut res = StatusCode::OK.into_response();
-    *res.headers_mut() = facts;
-    Ok(with_cookie(res, cookie.as_deref()))
 }
 
 const X_SESSION_SUBJECT: HeaderName = HeaderName::from_static("x-session-subject");

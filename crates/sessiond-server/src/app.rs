@@ -306,10 +306,15 @@ pub enum EmptyHandler {
     /// that has state cost (the empty handler is zero-sized, so cloning its route is nearly
     /// free).
     WithState,
+    /// Does nothing, with none of the common middleware: the plainest empty axum handler
+    /// (`Router::new().route("/", get(|| async {}))`), a fourth baseline. Forward-auth's
+    /// common case is answered before the router and its middleware ([`crate::front`]), so
+    /// the benchmark compares it with this one too.
+    Bare,
 }
 
-/// An empty `GET /` handler behind [`with_common_layers`]: the baseline of the forward-auth
-/// benchmark (see [`EmptyHandler`] for the variants).
+/// An empty `GET /` handler behind [`with_common_layers`] (except [`EmptyHandler::Bare`]):
+/// the baselines of the forward-auth benchmark (see [`EmptyHandler`] for the variants).
 pub fn empty_router(http: &HttpSettings, handler: EmptyHandler) -> Router {
     // The same process-wide metrics recorder as `serve`, so the baseline pays for the same
     // per-request metrics as the real routes.
@@ -320,6 +325,7 @@ pub fn empty_router(http: &HttpSettings, handler: EmptyHandler) -> Router {
         EmptyHandler::WithState => {
             Router::new().route("/", get(|_: axum::extract::State<Arc<u64>>| async {})).with_state(Arc::new(0u64))
         }
+        EmptyHandler::Bare => return Router::new().route("/", get(|| async {})),
     };
     with_common_layers(router, http)
 }
@@ -350,9 +356,14 @@ async fn method_not_allowed() -> Problem {
     Problem::new(ProblemKind::MethodNotAllowed, "this endpoint does not support this method")
 }
 
-/// Every response: errors become problem+json (whatever produced them), nothing is cached,
-/// and TLS responses carry HSTS.
 async fn finish(res: Response, hsts: bool) -> Response {
+    finish_response(res, hsts)
+}
+
+/// Every response: errors become problem+json (whatever produced them), nothing is cached,
+/// and TLS responses carry HSTS. (The last step of [`with_common_layers`], also applied by
+/// [`crate::front::Front`] to the answers it gives before the router.)
+pub(crate) fn finish_response(res: Response, hsts: bool) -> Response {
     let status = res.status();
     let is_problem = res.headers().get(CONTENT_TYPE).is_some_and(|v| v.as_bytes() == PROBLEM_JSON.as_bytes());
     let mut res = if (status.is_client_error() || status.is_server_error()) && !is_problem {
@@ -396,9 +407,11 @@ async fn track(req: Request, next: Next) -> Response {
     res
 }
 
-type RouteHandles = (metrics::Counter, metrics::Histogram);
+/// A route's request counter and latency histogram.
+pub(crate) type RouteHandles = (metrics::Counter, metrics::Histogram);
 
-fn route_metrics(route: &str, status: StatusCode) -> RouteHandles {
+/// The metric handles of `route` (a route template) answering `status`, registered once.
+pub(crate) fn route_metrics(route: &str, status: StatusCode) -> RouteHandles {
     type Cache = std::sync::RwLock<std::collections::HashMap<String, Vec<(u16, RouteHandles)>>>;
     static CACHE: OnceLock<Cache> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);

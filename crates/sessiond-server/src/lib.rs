@@ -8,6 +8,8 @@
 //! - [`serve::Server`]: binds, serves (HTTP or HTTPS), sweeps expired sessions every second,
 //!   shuts down gracefully on SIGTERM/SIGINT and flushes the store.
 //! - [`app::router`]: the routes; [`api`]: the handlers and shapes; [`problem`]: errors.
+//! - [`front::Front`]: the outermost service; answers forward-auth's common case before the
+//!   router.
 //! - [`cookie`]: `__Host-sid; Path=/; Secure; HttpOnly; SameSite=Lax` (or `sid` without
 //!   `Secure` in development mode on loopback).
 //! - [`api_key`]: `sdk_…` keys, stored as SHA-256, compared in constant time.
@@ -25,6 +27,7 @@ pub mod backend;
 pub mod config;
 pub mod cookie;
 pub mod data_dir;
+pub mod front;
 pub mod idle;
 pub mod openapi;
 pub mod path;

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
+use axum::{Router, ServiceExt};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sessiond_core::{Engine, EngineConfig};
@@ -18,6 +18,7 @@ use crate::backend::Backend;
 use crate::config::{Config, ConfigError};
 use crate::cookie::CookieSettings;
 use crate::data_dir::{self, DataDirError};
+use crate::front::Front;
 use crate::idle::IdleAcceptor;
 
 /// How long in-flight requests may take to finish after a shutdown signal.
@@ -237,7 +238,13 @@ impl Server {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
         let sweeper = self.engine.clone().map(|e| tokio::spawn(sweep_forever(e)));
         let reloader = self.state.clone().map(|(s, dir)| tokio::spawn(reload_api_keys(s, dir)));
-        let make = self.router.into_make_service_with_connect_info::<SocketAddr>();
+        // Forward-auth's common case is answered in front of the router (`Front`); the
+        // benchmark's empty handler goes through the same outer service.
+        let front = match self.state.as_ref() {
+            Some((state, _)) => Front::new(state.clone(), self.router),
+            None => Front::router_only(self.router),
+        };
+        let make = ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<SocketAddr>(front);
         // One server for both transports, with the graceful shutdown of `axum_server::Handle`:
         // in-flight requests get `SHUTDOWN_GRACE` to finish.
         let handle = axum_server::Handle::new();

@@ -92,8 +92,11 @@ pub enum Command {
         session_headers: bool,
         /// Take an `Arc` state from the router, as every v1 handler takes the server's state: a
         /// third baseline that shows what axum's per-request state and route clones cost.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "bare")]
         with_state: bool,
+        /// No middleware at all: the plainest empty axum handler, a fourth baseline.
+        #[arg(long, conflicts_with = "session_headers")]
+        bare: bool,
     },
 }
 
@@ -282,11 +285,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             server.run(sessiond_server::serve::shutdown_signal()).await?;
             Ok(())
         }
-        Command::BenchEmpty { listen, session_headers, with_state } => {
+        Command::BenchEmpty { listen, session_headers, with_state, bare } => {
             use sessiond_server::app::EmptyHandler;
-            let handler = match (session_headers, with_state) {
-                (true, _) => EmptyHandler::SessionHeaders,
-                (_, true) => EmptyHandler::WithState,
+            let handler = match (session_headers, with_state, bare) {
+                (true, _, _) => EmptyHandler::SessionHeaders,
+                (_, true, _) => EmptyHandler::WithState,
+                (_, _, true) => EmptyHandler::Bare,
                 _ => EmptyHandler::Empty,
             };
             let router = sessiond_server::app::empty_router(&sessiond_server::HttpSettings::default(), handler);

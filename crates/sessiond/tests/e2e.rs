@@ -47,11 +47,33 @@ async fn operations_endpoints_answer() {
         .expect("docs/openapi.json is committed");
     assert_eq!(r.text, committed, "the served document is the committed one");
 
-    srv.create(json!({ "subject": "metrics-user" })).await;
+    let c = srv.create(json!({ "subject": "metrics-user" })).await;
+    let token = s(&c["token"]).to_owned();
+    // Forward-auth answers given before the router (a live session; no token) and through
+    // it (a token sessiond never issued) are counted alike, under the route `/v1/auth`.
+    let auth = |t: &str| srv.client().get(srv.u("/v1/auth")).header("authorization", format!("Bearer {t}"));
+    for _ in 0..3 {
+        assert_eq!(send(auth(&token)).await.status, 200);
+    }
+    assert_eq!(send(srv.client().get(srv.u("/v1/auth"))).await.status, 401);
+    assert_eq!(send(auth("sds_forged")).await.status, 401);
     let r = send(srv.client().get(srv.u("/metrics"))).await;
     assert_eq!(r.status, 200);
     assert!(r.text.contains("sessiond_http_requests_total"), "{}", r.text);
     assert!(r.text.contains("route=\"/v1/sessions\""), "{}", r.text);
+    let count = |status: &str| {
+        r.text
+            .lines()
+            .find(|l| {
+                l.starts_with("sessiond_http_requests_total{")
+                    && l.contains("route=\"/v1/auth\"")
+                    && l.contains(&format!("status=\"{status}\""))
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .map(|n| n.parse::<u64>().expect("count"))
+    };
+    assert_eq!((count("200"), count("401")), (Some(3), Some(2)), "{}", r.text);
+    assert!(r.text.contains("sessiond_http_request_duration_seconds_count{route=\"/v1/auth\"} 5"), "{}", r.text);
 }
 
 // ------------------------------------------------------------------------------------------
