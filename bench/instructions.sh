@@ -3,7 +3,8 @@
 # (`bench-empty`), the empty handler answering with the six session headers
 # (`bench-empty --session-headers`), the empty handler taking an `Arc` state from the router as
 # every v1 handler does (`bench-empty --with-state`) and forward-auth with valid cookies drawn
-# at random from N sessions. Instruction counts do not depend on what else the machine is doing, so unlike
+# at random from N sessions, and the bare empty handler (`bench-empty --bare`, no middleware;
+# BARE=0 leaves it out). Instruction counts do not depend on what else the machine is doing, so unlike
 # requests/s they can tell two builds apart by a few percent on a shared, noisy machine; they
 # are not time (cache misses, system calls and the client are not in them), so the bars stay
 # measured by bench/forward-auth.sh. Loopback only. Needs valgrind, curl and python3.
@@ -120,7 +121,9 @@ measure empty / bench-empty
 measure headers / bench-empty --session-headers
 measure with-state / bench-empty --with-state
 measure forward-auth /v1/auth serve --dev "${STORE_ARGS[@]}"
+# The bare empty axum handler, without the common middleware (BARE=0 for builds without it).
+[ "${BARE:-1}" = "0" ] || measure bare / bench-empty --bare
 
 echo "== server instructions per request ($REQUESTS requests after $WARMUP warm-up, $SESSIONS sessions)"
 base=$(awk '$1 == "empty" {print $2}' "$WORK/results")
-awk -v b="$base" '{printf "%-14s %8d  (+%d over the empty handler; SHA-256 blocks in software: %d)\n", $1, $2, $2 - b, $3}' "$WORK/results"
+awk -v b="$base" '{printf "%-14s %8d  (%+d over the empty handler; SHA-256 blocks in software: %d)\n", $1, $2, $2 - b, $3}' "$WORK/results"

@@ -457,8 +457,14 @@ async fn ensure_owner(
 /// (bad format or tag: a guess, a forgery, garbage) counts against the source's brute-force
 /// budget and becomes a 429 once the source is throttled; it is logged (never the token).
 /// Tokens sessiond issued that have ended are not guesses and never count.
+/// Whether a refusal is of a token sessiond never issued: those are throttled per source and
+/// logged ([`token_problem`]); every other refusal is its plain problem.
+fn is_forgery(e: &Error) -> bool {
+    matches!(e, Error::Client(ClientError::Malformed(MalformedInput::Token)))
+}
+
 async fn token_problem(s: &AppState, ip: Option<IpAddr>, endpoint: &str, e: Error) -> Problem {
-    if matches!(e, Error::Client(ClientError::Malformed(MalformedInput::Token))) {
+    if is_forgery(&e) {
         if let Some(p) = s.note_failure(ip, crate::throttle::Kind::Token, endpoint).await {
             return p;
         }
@@ -670,10 +676,11 @@ pub async fn forward_auth(State(s): State<AppState>, req: axum::extract::Request
 }
 
 /// Forward-auth's answer when it needs no waiting and no side effect: the request is
-/// malformed, or its session is in memory with nothing due ([`sessiond_core::Engine::resolve_now`]).
-/// `None` when the full handler must run: a store round trip, a write, or a refused token
-/// (whose throttling and security log line live in the handler). Used by [`crate::front`]
-/// before the router; the answer is the one [`forward_auth`] would give.
+/// malformed, or its session (live, expired or revoked) is known from memory with nothing
+/// due ([`sessiond_core::Engine::resolve_now`]). `None` when the full handler must run: a
+/// store round trip, a write, or a token sessiond never issued (whose throttling and security
+/// log line live in the handler, [`token_problem`]). Used by [`crate::front`] before the
+/// router; the answer is the one [`forward_auth`] would give.
 pub(crate) fn forward_auth_now<B>(s: &AppState, req: &axum::http::Request<B>) -> Option<ApiResult> {
     let q = match ForwardAuth::of(s, req.method(), req.uri(), req.headers(), req.extensions()) {
         Ok(q) => q,
@@ -681,7 +688,9 @@ pub(crate) fn forward_auth_now<B>(s: &AppState, req: &axum::http::Request<B>) ->
     };
     match s.engine().resolve_now(q.token, &q.ctx)? {
         Ok(r) => Some(q.answer(s, &r)),
-        Err(_) => None,
+        Err(e) if is_forgery(&e) => None,
+        // What `token_problem` gives for every other refusal.
+        Err(e) => Some(Err(e.into())),
     }
 }
 

@@ -14,14 +14,16 @@
 //! - the request is counted in `sessiond_http_requests_total` and
 //!   `sessiond_http_request_duration_seconds` under the route `/v1/auth`, as the router's
 //!   metrics layer counts it;
-//! - the same `request` span and `DEBUG` events as the tracing layer are emitted;
+//! - the same `request` span and `DEBUG` events as the tracing layer are emitted, under the
+//!   tracing layer's targets (`tower_http::trace::*`), so log filters select both paths alike;
 //! - a panic becomes the same `500` problem as the panic layer's, and the connection stays up.
 //!
-//! Everything else, including every forward-auth request that needs the store, a write, a
-//! throttle check or a refusal's security log line, goes to the router unchanged: the quick
-//! answer has no side effects, so handing the request on after trying it changes nothing.
-//! A test sends the same requests through [`Front`] and through the bare router and
-//! compares the responses.
+//! Everything else, including every forward-auth request that needs the store, a write, or
+//! the throttle and security log line of a token sessiond never issued, goes to the router
+//! unchanged: the quick attempt has no side effects, so handing the request on after trying
+//! it changes nothing. `tests/front.rs` sends the same requests through [`Front`] and through
+//! the bare router and compares the responses byte for byte, and checks which requests
+//! [`Front`] answered itself by giving it a router that only ever answers 418.
 
 use std::convert::Infallible;
 use std::future::{ready, Ready};
@@ -37,6 +39,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::future::RouteFuture;
 use axum::Router;
 use futures_util::future::Either;
+use tracing::Level;
 
 use crate::app::{finish_response, route_metrics, AppState, RouteHandles};
 use crate::problem::{Problem, ProblemKind};
@@ -82,11 +85,10 @@ impl Front {
         Self { inner: Arc::new(Inner { router, state: None, hsts: false, ok: OnceLock::new() }) }
     }
 
-    /// Forward-auth's answer when it is ready without waiting, finished and counted as the
-    /// router's middleware would finish and count it; `None` when the request is for the
-    /// router. Has no other side effect. [`Front::call`](tower_service::Service::call) uses
-    /// it first.
-    pub fn answer_now<B>(&self, req: &Request<B>) -> Option<Response> {
+    /// Forward-auth's answer when it is ready without waiting, finished, counted and traced
+    /// as the router's middleware would finish, count and trace it; `None` when the request
+    /// is for the router (and then nothing was counted or logged by this call).
+    fn answer_now<B>(&self, req: &Request<B>) -> Option<Response> {
         let state = self.inner.state.as_ref()?;
         // CONNECT has its own response rules in axum; it goes to the router like any other
         // path.
@@ -96,20 +98,23 @@ impl Front {
         // Request latency for the metrics only, as in the router's metrics layer.
         #[allow(clippy::disallowed_methods)]
         let start = std::time::Instant::now();
-        let res = match catch_unwind(AssertUnwindSafe(|| crate::api::forward_auth_now(state, req))) {
+        // The tracing layer's span, under its own target so that log filters select both
+        // paths alike (disabled at the default `info` level: a level check).
+        let span = tracing::span!(target: "tower_http::trace::make_span", Level::DEBUG, "request",
+            method = %req.method(), uri = %req.uri(), version = ?req.version());
+        let _entered = span.enter();
+        let mut res = match catch_unwind(AssertUnwindSafe(|| crate::api::forward_auth_now(state, req))) {
             Ok(None) => return None,
-            Ok(Some(r)) => r.into_response(),
+            Ok(Some(r)) => {
+                tracing::event!(target: "tower_http::trace::on_request", Level::DEBUG, "started processing request");
+                finish_response(r.into_response(), self.inner.hsts)
+            }
+            // The panic layer sits outside the finishing step: its 500 is not finished.
             Err(_) => {
                 tracing::error!("a request handler panicked");
                 Problem::new(ProblemKind::Internal, "internal error").into_response()
             }
         };
-        // The tracing layer's span and events, emitted only for the requests answered here
-        // (the router's own layer traces the others once).
-        let span = tracing::debug_span!("request", method = %req.method(), uri = %req.uri(), version = ?req.version());
-        let _entered = span.enter();
-        tracing::debug!("started processing request");
-        let mut res = finish_response(res, self.inner.hsts);
         // What axum's route does last: a body of known size gets its `Content-Length`, and
         // a `HEAD` answer loses its body (after the length is set).
         if !res.headers().contains_key(CONTENT_LENGTH) {
@@ -129,7 +134,9 @@ impl Front {
         let elapsed = start.elapsed();
         count.increment(1);
         latency.record(elapsed.as_secs_f64());
-        tracing::debug!(latency = ?elapsed, status = status.as_u16(), "finished processing request");
+        tracing::event!(target: "tower_http::trace::on_response", Level::DEBUG,
+            latency = %format_args!("{} ms", elapsed.as_millis()), status = status.as_u16(),
+            "finished processing request");
         Some(res)
     }
 }

@@ -21,19 +21,31 @@ use sessiond_server::{router, AppState, HttpSettings};
 use tower::ServiceExt as _;
 
 struct Fixture {
+    /// `Front` over the real router.
     front: Front,
+    /// `Front` over a router that answers 418 to everything: whatever is not 418 was
+    /// answered by `Front` itself.
+    probe: Front,
     router: axum::Router,
     engine: Engine,
+    clock: Arc<ManualClock>,
 }
 
 fn fixture(http: HttpSettings) -> Fixture {
     let keys = KeyRing::single(KeyId(1), SigningKey::generate());
     // A stopped clock: both answers to one request must see the same `expires_in`.
     let clock = Arc::new(ManualClock::new(UnixMs(1_790_000_000_000)));
-    let engine = Engine::builder(Arc::new(MemoryStore::new()), keys).with_clock(clock).build();
+    let engine = Engine::builder(Arc::new(MemoryStore::new()), keys).with_clock(clock.clone()).build();
     let state = AppState::new(engine.clone(), ApiKeys::default(), http);
     let router = router(state.clone());
-    Fixture { front: Front::new(state, router.clone()), router, engine }
+    let teapot = axum::Router::new().fallback(|| async { StatusCode::IM_A_TEAPOT });
+    Fixture {
+        front: Front::new(state.clone(), router.clone()),
+        probe: Front::new(state, teapot),
+        router,
+        engine,
+        clock,
+    }
 }
 
 fn peer() -> ConnectInfo<SocketAddr> {
@@ -64,16 +76,24 @@ fn ordered(h: &HeaderMap) -> Vec<(String, Vec<u8>)> {
     h.iter().map(|(k, v)| (k.as_str().to_owned(), v.as_bytes().to_vec())).collect()
 }
 
+async fn through(svc: Front, req: Request<Body>) -> Answer {
+    collect(svc.oneshot(req).await.expect("infallible")).await
+}
+
 impl Fixture {
-    /// Sends the request through both; asserts the answers are identical; says whether
-    /// `Front` answered it itself.
+    /// Sends the request through `Front` and through the bare router; asserts the answers are
+    /// identical; says whether `Front` answered it itself (and then that its own answer is
+    /// the router's too).
     async fn same(&self, method: &str, uri: &str, headers: &[(&str, &str)]) -> (Answer, bool) {
-        let answered = self.front.answer_now(&request(method, uri, headers)).is_some();
-        let via_front =
-            collect(self.front.clone().oneshot(request(method, uri, headers)).await.expect("infallible")).await;
+        let probed = through(self.probe.clone(), request(method, uri, headers)).await;
+        let via_front = through(self.front.clone(), request(method, uri, headers)).await;
         let via_router =
             collect(self.router.clone().oneshot(request(method, uri, headers)).await.expect("infallible")).await;
         assert_eq!(via_front, via_router, "{method} {uri} {headers:?}: Front and the router differ");
+        let answered = probed.0 != StatusCode::IM_A_TEAPOT;
+        if answered {
+            assert_eq!(probed, via_router, "{method} {uri} {headers:?}: Front's own answer differs");
+        }
         (via_front, answered)
     }
 
@@ -127,20 +147,49 @@ async fn front_answers_forward_auth_exactly_as_the_router_does() {
         .await;
     assert_eq!((a.0, answered), (StatusCode::FORBIDDEN, true));
 
-    // Tokens sessiond never issued, or whose session is gone, go to the router (which
-    // throttles and logs them): the same 401.
+    // Other methods on the same path (Envoy keeps the original one), and the absolute form.
+    for m in ["POST", "OPTIONS", "DELETE"] {
+        let (a, answered) = f.same(m, "/v1/auth", &[("authorization", &bearer)]).await;
+        assert_eq!((a.0, answered), (StatusCode::OK, true), "{m}");
+    }
+    let (a, answered) = f.same("GET", "http://sessiond.internal/v1/auth", &[("cookie", &cookie)]).await;
+    assert_eq!((a.0, answered), (StatusCode::OK, true));
+
+    // A token sessiond never issued goes to the router, which throttles and logs it: the
+    // same 401, and after the limit (20 per minute from one source) the same 429 through
+    // Front. A revoked session's token is refused by Front itself.
     let (a, answered) = f.same("GET", "/v1/auth", &[("cookie", "__Host-sid=garbage")]).await;
     assert_eq!((a.0, answered), (StatusCode::UNAUTHORIZED, false));
     let (gone, gone_id) = f.session(1).await;
     f.engine.revoke(&gone_id.parse().expect("id"), RevokeReason::Logout).await.expect("revoke");
     let (a, answered) = f.same("GET", "/v1/auth", &[("cookie", &format!("__Host-sid={gone}"))]).await;
-    assert_eq!((a.0, answered), (StatusCode::UNAUTHORIZED, false));
+    assert_eq!((a.0, answered), (StatusCode::UNAUTHORIZED, true));
+    let statuses: Vec<StatusCode> = {
+        let mut v = Vec::new();
+        for _ in 0..25 {
+            v.push(through(f.front.clone(), request("GET", "/v1/auth", &[("cookie", "__Host-sid=garbage")])).await.0);
+        }
+        v
+    };
+    assert_eq!(statuses.last(), Some(&StatusCode::TOO_MANY_REQUESTS), "{statuses:?}");
+    // A live session from the same (throttled) source is still answered.
+    let (a, answered) = f.same("GET", "/v1/auth", &[("cookie", &cookie)]).await;
+    assert_eq!((a.0, answered), (StatusCode::OK, true));
+
+    // A renewal due (past the renewal point of the idle window) needs a write: the router's.
+    f.clock.advance(std::time::Duration::from_secs(10 * 60));
+    let (a, answered) = f.same("GET", "/v1/auth", &[("cookie", &cookie)]).await;
+    assert_eq!((a.0, answered), (StatusCode::OK, false));
+    let (a, answered) = f.same("GET", "/v1/auth", &[("cookie", &cookie)]).await;
+    assert_eq!((a.0, answered), (StatusCode::OK, true), "renewed: from memory again");
 
     // Other paths are the router's, including Envoy's `/v1/auth/{rest}`.
     for uri in ["/v1/auth/", "/v1/auth/app/page", "/v1/authx", "/healthz", "/nope"] {
         let (_, answered) = f.same("GET", uri, &[("cookie", &cookie)]).await;
         assert!(!answered, "{uri} must go to the router");
     }
+    let (_, answered) = f.same("CONNECT", "/v1/auth", &[("cookie", &cookie)]).await;
+    assert!(!answered, "CONNECT must go to the router");
 }
 
 #[tokio::test]
