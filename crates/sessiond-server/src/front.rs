@@ -76,13 +76,13 @@ impl Front {
     /// front of it.
     pub fn new(state: AppState, router: Router) -> Self {
         let hsts = state.http().tls;
-        Self { inner: Arc::new(Inner { router, state: Some(state), hsts, ok: OnceLock::new() }) }
+        Self { inner: Arc::new(Inner { router: prepared(router), state: Some(state), hsts, ok: OnceLock::new() }) }
     }
 
     /// Any router, with nothing answered in front of it: the same outer service (and the
     /// same per-request clone) as [`Front::new`], for the benchmark's baselines.
     pub fn router_only(router: Router) -> Self {
-        Self { inner: Arc::new(Inner { router, state: None, hsts: false, ok: OnceLock::new() }) }
+        Self { inner: Arc::new(Inner { router: prepared(router), state: None, hsts: false, ok: OnceLock::new() }) }
     }
 
     /// Forward-auth's answer when it is ready without waiting, finished, counted and traced
@@ -139,6 +139,12 @@ impl Front {
             "finished processing request");
         Some(res)
     }
+}
+
+/// `router` with every route turned into its final service once, as
+/// `Router::into_make_service*` does; otherwise axum converts the routes on every request.
+fn prepared(router: Router) -> Router {
+    router.with_state(())
 }
 
 impl<B> tower_service::Service<Request<B>> for Front
