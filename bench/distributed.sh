@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Many nodes over Redis: forward-auth throughput with and without the near-cache, against an
-# empty axum handler on the same server stack in the same run; Redis operations per resolve
+# empty axum handler on the same server stack in the same run (and against the bare empty
+# handler, `bench-empty --bare`, no middleware); Redis operations per resolve
 # (INFO commandstats deltas / requests); revocation propagation between two nodes
 # (crates/sessiond/examples/propagation.rs). Loopback only; a private redis-server on a free
 # port (no persistence), killed at the end. Needs wrk, curl, redis-server and redis-cli.
