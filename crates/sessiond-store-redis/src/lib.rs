@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod keys;
+mod pointers;
 mod scripts;
 mod url;
 
@@ -64,6 +65,7 @@ use sessiond_core::{SessionStore, StoreError};
 use tokio::sync::broadcast;
 
 use crate::keys::{enc, id_hex, Keys, SubjectKeys, EXPIRY_SHARDS};
+use crate::pointers::Pointers;
 use crate::scripts::{Script, Scripts};
 
 /// Settings of a [`RedisStore`].
@@ -307,6 +309,9 @@ struct Inner {
     grace_ms: u64,
     invalidations: broadcast::Sender<Invalidation>,
     link: Arc<Link>,
+    /// Token pointers this node followed (module `pointers`): a lookup's `GET` is skipped when
+    /// the pointer is known.
+    pointers: Pointers,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -524,6 +529,7 @@ impl RedisStore {
                 grace_ms,
                 invalidations: tx,
                 link,
+                pointers: Pointers::default(),
             }),
         };
         if store.inner.subscriber.is_some() && !store.inner.opts.heartbeat.is_zero() {
@@ -882,6 +888,24 @@ impl RedisStore {
         Ok(Some((record, w, epoch)))
     }
 
+    /// The session that token pointer `pointer` (`tag/idh`) leads to, if it is really that
+    /// session and still lists `hash`.
+    async fn follow(&self, hash: &TokenHash, pointer: &str) -> Result<Option<Lookup>, StoreError> {
+        let Some((tag, idh)) = pointer.rsplit_once('/') else {
+            return Ok(None);
+        };
+        let sk = self.inner.keys.subject_from_tag(tag.to_owned());
+        let Some((record, _, epoch)) = self.load(&sk, idh).await? else {
+            return Ok(None);
+        };
+        // A stale pointer (hash retired and forgotten, session replaced) resolves to
+        // nothing: the record must still list the hash.
+        if !self.genuine(&record, tag, idh) || !record.lookup_hashes().any(|h| h == hash) {
+            return Ok(None);
+        }
+        Ok(Some(Lookup { record: Arc::new(record), subject_epoch: epoch }))
+    }
+
     /// Validates that a record reached through pointer (`tag`, `idh`) really is that session.
     fn genuine(&self, record: &SessionRecord, tag: &str, idh: &str) -> bool {
         id_hex(&record.id) == idh && self.inner.keys.subject(&record.tenant, &record.subject).tag == tag
@@ -1124,20 +1148,23 @@ impl SessionStore for RedisStore {
 
     async fn find_by_token(&self, hash: &TokenHash) -> Result<Option<Lookup>, StoreError> {
         self.op("find_by_token", async {
-            let v = self.cmd("GET", &self.inner.keys.token(hash), Vec::new()).await?;
-            let Some((tag, idh)) = text(&v).and_then(|p| p.rsplit_once('/')) else {
-                return Ok(None);
-            };
-            let sk = self.inner.keys.subject_from_tag(tag.to_owned());
-            let Some((record, _, epoch)) = self.load(&sk, idh).await? else {
-                return Ok(None);
-            };
-            // A stale pointer (hash retired and forgotten, session replaced) resolves to
-            // nothing: the record must still list the hash.
-            if !self.genuine(&record, tag, idh) || !record.lookup_hashes().any(|h| h == hash) {
-                return Ok(None);
+            // A pointer this node followed before saves the `GET`; it is checked exactly as a
+            // fresh one, and forgotten (then asked for again) when it leads nowhere.
+            if let Some(pointer) = self.inner.pointers.get(hash) {
+                if let Some(found) = self.follow(hash, &pointer).await? {
+                    return Ok(Some(found));
+                }
+                self.inner.pointers.forget(hash);
             }
-            Ok(Some(Lookup { record: Arc::new(record), subject_epoch: epoch }))
+            let v = self.cmd("GET", &self.inner.keys.token(hash), Vec::new()).await?;
+            let Some(pointer) = text(&v) else {
+                return Ok(None);
+            };
+            let found = self.follow(hash, pointer).await?;
+            if found.is_some() {
+                self.inner.pointers.remember(hash, pointer);
+            }
+            Ok(found)
         })
         .await
     }

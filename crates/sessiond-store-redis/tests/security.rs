@@ -312,3 +312,75 @@ async fn the_invalidation_listener_survives_a_burst_larger_than_its_queue() {
     assert_eq!(heard, Ok(true), "the deletion after the burst was never announced to the other store");
     assert!(b.listening(), "the channel is not trusted again after the burst");
 }
+
+/// A node remembers the token pointers it followed (one round trip per lookup instead of
+/// two); what another node changes meanwhile must still decide every answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remembered_pointers_never_outlive_what_another_node_changed() {
+    let (a, prefix) = fresh(test_options()).await;
+    let _cleanup = support::PrefixGuard(prefix.clone());
+    let b = support::another(&prefix).await;
+    let now = SystemClock.now();
+
+    // Revoked on B: A, which followed the pointer before, finds nothing.
+    let r = records::record("acme", "alice", now);
+    a.create(r.clone(), None, now).await.unwrap();
+    assert!(a.find_by_token(&r.token_hash).await.unwrap().is_some());
+    assert!(b.delete(&r.id).await.unwrap().is_some());
+    assert!(a.find_by_token(&r.token_hash).await.unwrap().is_none(), "a revoked session resolved on A");
+    // Even with the pointer put back by hand (a failed cleanup).
+    plant_token_pointer(&prefix, &r.token_hash, "acme", "alice", r.id.as_bytes());
+    assert!(a.find_by_token(&r.token_hash).await.unwrap().is_none(), "a revoked session resolved on A");
+
+    // An epoch bump on B: A reads the new epoch (the record and epoch are never remembered).
+    let s = records::record("acme", "bob", now);
+    a.create(s.clone(), None, now).await.unwrap();
+    let before = a.find_by_token(&s.token_hash).await.unwrap().unwrap().subject_epoch;
+    let after = b.bump_epoch("acme", "bob").await.unwrap();
+    assert!(after > before);
+    assert_eq!(a.find_by_token(&s.token_hash).await.unwrap().unwrap().subject_epoch, after);
+
+    // Rotated on B with no grace: the old token is dead on A, the new one resolves.
+    let t = records::record("acme", "carol", now);
+    a.create(t.clone(), None, now).await.unwrap();
+    assert!(a.find_by_token(&t.token_hash).await.unwrap().is_some());
+    let mut rotated = t.clone();
+    rotated.token_hash = TokenHash([9; 32]);
+    rotated.version = 1;
+    assert!(matches!(b.update(rotated, 0).await.unwrap(), UpdateOutcome::Updated));
+    assert!(a.find_by_token(&t.token_hash).await.unwrap().is_none(), "a rotated-away token resolved on A");
+    assert_eq!(a.find_by_token(&TokenHash([9; 32])).await.unwrap().unwrap().record.id, t.id);
+}
+
+/// The saving itself, counted by a private Redis: a lookup whose pointer the node already
+/// followed costs one `GET` fewer (the `load` script's own `GET` of the epoch remains).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_followed_pointer_saves_the_get_on_later_lookups() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = support::Server::start(support::free_port(), dir.path(), &[]);
+    let store = sessiond_store_redis::RedisStore::connect(
+        &format!("redis://127.0.0.1:{}", server.port),
+        sessiond_store_redis::RedisOptions { key_prefix: "memo".into(), ..test_options() },
+    )
+    .await
+    .unwrap();
+    let now = SystemClock.now();
+    let r = records::record("acme", "alice", now);
+    store.create(r.clone(), None, now).await.unwrap();
+    let gets = || {
+        cli(server.port, &["info", "commandstats"])
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("cmdstat_get:calls=")?.split(',').next()?.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let g0 = gets();
+    assert!(store.find_by_token(&r.token_hash).await.unwrap().is_some());
+    let first = gets() - g0;
+    let g1 = gets();
+    for _ in 0..20 {
+        assert!(store.find_by_token(&r.token_hash).await.unwrap().is_some());
+    }
+    let later = gets() - g1;
+    assert_eq!(first, 2, "the first lookup: the pointer and the epoch");
+    assert_eq!(later, 20, "later lookups: the epoch only");
+}
