@@ -11,46 +11,70 @@
 //! the caller forgets it and asks Redis for the pointer. So a revoked, expired or rotated-away
 //! token resolves to nothing with or without this memory, and a cached pointer can neither
 //! keep nor bring back a session. The memory holds token hashes and pointers only (no token,
-//! no record) and is bounded: it is emptied when it reaches its limit.
+//! no record) and is bounded, by count and by bytes: it is emptied when it reaches either
+//! limit.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use sessiond_core::token::TokenHash;
 
-/// At most this many pointers are remembered (about 10 MB), then the memory starts over.
+/// At most this many pointers are remembered, then the memory starts over.
 pub(crate) const MAX_POINTERS: usize = 65_536;
 
-/// Token hash → pointer value (`tag/idh`), bounded.
+/// At most this many bytes of pointer values are remembered (a pointer holds the subject's
+/// tag, up to ~1.5 KB for long percent-encoded names), then the memory starts over.
+pub(crate) const MAX_BYTES: usize = 8 << 20;
+
+/// Token hash → pointer value (`tag/idh`), bounded by count and by bytes.
 #[derive(Debug, Default)]
 pub(crate) struct Pointers {
-    map: Mutex<HashMap<TokenHash, Arc<str>>>,
+    map: Mutex<Map>,
+}
+
+#[derive(Debug, Default)]
+struct Map {
+    pointers: HashMap<TokenHash, Arc<str>>,
+    /// The pointer values' bytes.
+    bytes: usize,
 }
 
 impl Pointers {
+    fn map(&self) -> std::sync::MutexGuard<'_, Map> {
+        self.map.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The remembered pointer of `hash`.
     pub(crate) fn get(&self, hash: &TokenHash) -> Option<Arc<str>> {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner).get(hash).cloned()
+        self.map().pointers.get(hash).cloned()
     }
 
     /// Remembers that `hash` led to `pointer` (after following it succeeded).
     pub(crate) fn remember(&self, hash: &TokenHash, pointer: &str) {
-        let mut map = self.map.lock().unwrap_or_else(PoisonError::into_inner);
-        if map.len() >= MAX_POINTERS {
-            map.clear();
+        let mut m = self.map();
+        if m.pointers.len() >= MAX_POINTERS || m.bytes + pointer.len() > MAX_BYTES {
+            m.pointers.clear();
+            m.bytes = 0;
         }
-        map.insert(*hash, Arc::from(pointer));
+        if let Some(old) = m.pointers.insert(*hash, Arc::from(pointer)) {
+            m.bytes -= old.len();
+        }
+        m.bytes += pointer.len();
     }
 
     /// Forgets `hash` (its pointer led nowhere).
     pub(crate) fn forget(&self, hash: &TokenHash) {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner).remove(hash);
+        let mut m = self.map();
+        if let Some(old) = m.pointers.remove(hash) {
+            m.bytes -= old.len();
+        }
     }
 
-    /// How many pointers are remembered.
+    /// How many pointers, and how many bytes of them, are remembered.
     #[cfg(test)]
-    pub(crate) fn len(&self) -> usize {
-        self.map.lock().unwrap_or_else(PoisonError::into_inner).len()
+    pub(crate) fn size(&self) -> (usize, usize) {
+        let m = self.map();
+        (m.pointers.len(), m.bytes)
     }
 }
 
@@ -71,10 +95,29 @@ mod tests {
         assert_eq!(p.get(&hash(1)).as_deref(), Some("tag/ab"));
         p.forget(&hash(1));
         assert_eq!(p.get(&hash(1)), None);
+        assert_eq!(p.size(), (0, 0));
         for i in 0..u32::try_from(MAX_POINTERS).expect("fits") + 10 {
             p.remember(&hash(i), "tag/ab");
         }
-        assert!(p.len() <= MAX_POINTERS, "{}", p.len());
+        assert!(p.size().0 <= MAX_POINTERS, "{:?}", p.size());
         assert_eq!(p.get(&hash(u32::try_from(MAX_POINTERS).expect("fits") + 9)).as_deref(), Some("tag/ab"));
+    }
+
+    #[test]
+    fn long_pointers_are_bounded_by_bytes() {
+        let p = Pointers::default();
+        let long = "x".repeat(1500);
+        for i in 0..20_000 {
+            p.remember(&hash(i), &long);
+            assert!(p.size().1 <= MAX_BYTES, "{:?}", p.size());
+        }
+        assert!(p.size().0 < 20_000, "the byte bound must have emptied the memory: {:?}", p.size());
+        // Remembering the same hash again does not count its bytes twice.
+        let q = Pointers::default();
+        q.remember(&hash(1), "tag/ab");
+        q.remember(&hash(1), "tag/ab");
+        assert_eq!(q.size(), (1, 6));
+        q.forget(&hash(1));
+        assert_eq!(q.size(), (0, 0));
     }
 }
