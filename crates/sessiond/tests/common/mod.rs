@@ -394,6 +394,25 @@ pub fn redis_cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Deletes every key under a Redis key prefix on the machine's Redis (127.0.0.1:6379) when
+/// dropped, so that a test sharing that server leaves nothing behind, also when it fails.
+/// Declare it before the nodes that write under the prefix: they are dropped (stopped) first.
+pub struct RedisPrefixGuard(pub String);
+
+impl Drop for RedisPrefixGuard {
+    fn drop(&mut self) {
+        // Test prefixes are URL-safe base64 or hex: safe inside the shell's single quotes.
+        if !self.0.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
+            return;
+        }
+        let line = format!(
+            "redis-cli -p 6379 --scan --pattern '{}:*' | xargs -r -n 500 redis-cli -p 6379 del >/dev/null",
+            self.0
+        );
+        let _ = Command::new("sh").arg("-c").arg(line).status();
+    }
+}
+
 /// Runs `scripts/ensure-services.sh` once when Redis or PostgreSQL is not reachable (it
 /// installs and starts them).
 pub fn ensure_services() {

@@ -1109,6 +1109,8 @@ pub async fn t23(_n: Arc<Node>) {
     let key = dir.path().join("signing-key");
     crate::common::write_signing_key(&key);
     let prefix = format!("standards-{}", b64url_encode(&random_bytes(6)));
+    // Dropped after the two nodes (declared before them): their keys go with the test.
+    let _cleanup = crate::common::RedisPrefixGuard(prefix.clone());
     let config = format!("{CONFIG}\n[redis]\nkey_prefix = \"{prefix}\"\n");
     let start = |config: String, key: std::path::PathBuf| {
         Node::start(NodeOpts {
