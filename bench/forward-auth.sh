@@ -110,13 +110,14 @@ rps() { awk '/Requests\/sec/ {print $2}' "$WORK/$1.txt"; }
 p99() { awk '$1 == "99%" {print $2}' "$WORK/$1.txt"; }
 non2xx() { awk '/Non-2xx/ {print $NF}' "$WORK/$1.txt"; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f\n", 100 * a / b }'; } # a as % of b
 echo
 echo "| round | empty req/s | empty p99 | forward-auth req/s | forward-auth p99 | ratio | non-2xx |"
 echo "|---|---|---|---|---|---|---|"
 RATIOS=()
 for r in $(seq 1 "$ROUNDS"); do
   E=$(rps "empty$r"); A=$(rps "auth$r")
-  R=$(awk -v a="$A" -v e="$E" 'BEGIN { printf "%.1f", 100 * a / e }')
+  R=$(pct "$A" "$E")
   RATIOS+=("$R")
   echo "| $r | $E | $(p99 "empty$r") | $A | $(p99 "auth$r") | $R % | $(non2xx "auth$r")$(non2xx "empty$r") |"
 done
@@ -128,14 +129,14 @@ if [ "$BARE" = "1" ]; then
   BRATIOS=()
   for r in $(seq 1 "$ROUNDS"); do
     B=$(rps "bare$r"); A=$(rps "auth$r")
-    R=$(awk -v a="$A" -v b="$B" 'BEGIN { printf "%.1f", 100 * a / b }')
+    R=$(pct "$A" "$B")
     BRATIOS+=("$R")
     echo "| $r | $B | $(p99 "bare$r") | $A | $R % |"
   done
   BMED=$(printf '%s\n' "${BRATIOS[@]}" | median)
 fi
 if [ "$HEADERS" = "1" ]; then
-  HMED=$(for r in $(seq 1 "$ROUNDS"); do awk -v a="$(rps "headers$r")" -v e="$(rps "empty$r")" 'BEGIN { printf "%.1f\n", 100 * a / e }'; done | median)
+  HMED=$(for r in $(seq 1 "$ROUNDS"); do pct "$(rps "headers$r")" "$(rps "empty$r")"; done | median)
 fi
 if [ "$PACE_MS" != "0" ]; then
   echo
