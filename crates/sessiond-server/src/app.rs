@@ -2,6 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{ConnectInfo, DefaultBodyLimit, FromRequest, FromRequestParts, Path, Query, Request};
@@ -251,8 +252,18 @@ impl AppState {
     }
 }
 
+/// How often the metrics recorder's upkeep runs (see [`install_metrics`]).
+pub const METRICS_UPKEEP_PERIOD: Duration = Duration::from_secs(1);
+
 /// Installs the process-wide Prometheus recorder once and returns its handle (the same handle
 /// on later calls). `None` when another recorder was installed first.
+///
+/// The recorder keeps every histogram sample (the request-duration histogram takes one per
+/// request, 24 bytes) until its upkeep folds them into the buckets; `install_recorder` leaves
+/// that upkeep to the caller, and a `/metrics` scrape runs it too. So that memory does not
+/// grow with the requests served when nobody scrapes (decision D27), a thread of its own,
+/// `sessiond-metrics`, runs the upkeep every [`METRICS_UPKEEP_PERIOD`] for the life of the
+/// process: pending samples stay bounded by one period's requests.
 pub fn install_metrics() -> Option<PrometheusHandle> {
     static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
@@ -260,7 +271,18 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
             let builder = PrometheusBuilder::new()
                 .set_buckets(&[0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0])
                 .ok()?;
-            builder.install_recorder().ok()
+            let handle = builder.install_recorder().ok()?;
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new().name("sessiond-metrics".into()).spawn(move || loop {
+                std::thread::sleep(METRICS_UPKEEP_PERIOD);
+                upkeep.run_upkeep();
+            });
+            if let Err(e) = spawned {
+                // Only a scrape drains the samples then; say so rather than run without metrics.
+                tracing::warn!(error = %e, "could not start the metrics upkeep thread: histogram samples are \
+                    kept until /metrics is scraped");
+            }
+            Some(handle)
         })
         .clone()
 }
@@ -443,7 +465,7 @@ pub(crate) fn route_metrics(route: &str, status: StatusCode) -> RouteHandles {
 pub struct Body<T>(pub T);
 
 /// How long a client may take to send a request body once its head has arrived.
-pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub const BODY_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl<T, S> FromRequest<S> for Body<T>
 where
