@@ -428,6 +428,41 @@ fn json(record: &SessionRecord) -> Result<String, StoreError> {
     String::from_utf8(record.encode()).map_err(|_| corrupt("record encoding is not UTF-8"))
 }
 
+/// A primary with fewer online replicas than [`RedisOptions::wait_replicas`] asks for: every
+/// revocation and epoch bump on it is refused (503) until enough replicas connect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaShortfall {
+    /// The primary, `host:port` in a Cluster, `the primary` otherwise.
+    pub primary: String,
+    /// The replicas it reports online (`INFO replication`, `state=online`).
+    pub online: u32,
+    /// What `wait_replicas` asks for.
+    pub wanted: u32,
+}
+
+/// How many replicas a primary's `INFO replication` text reports online; `None` when the
+/// text is not a primary's (`role:master` missing).
+pub(crate) fn online_replicas(info: &str) -> Option<u32> {
+    let mut primary = false;
+    let mut online = 0;
+    for line in info.lines().map(str::trim) {
+        if line == "role:master" {
+            primary = true;
+        }
+        // `slave0:ip=…,port=…,state=online,offset=…,lag=0`
+        let Some((index, fields)) = line.strip_prefix("slave").and_then(|rest| rest.split_once(':')) else {
+            continue;
+        };
+        if !index.is_empty()
+            && index.bytes().all(|b| b.is_ascii_digit())
+            && fields.split(',').any(|f| f == "state=online")
+        {
+            online += 1;
+        }
+    }
+    primary.then_some(online)
+}
+
 /// Whether a `maxmemory-policy` lets Redis evict session keys (every session key has a TTL,
 /// so `volatile-*` policies evict them as readily as `allkeys-*`).
 pub(crate) fn policy_can_evict(policy: &str) -> bool {
@@ -667,6 +702,76 @@ impl RedisStore {
             ),
         }
         self.check_durability().await;
+        self.check_replicas().await;
+    }
+
+    /// The primaries with fewer online replicas than [`RedisOptions::wait_replicas`] asks
+    /// for: every primary of a Cluster, the one server otherwise (the Sentinel's current
+    /// primary). Empty when the option is off. Revocations and epoch bumps on such a primary
+    /// are refused (503) until enough replicas connect; [`RedisStore::connect`] logs each one
+    /// as a `WARN` line.
+    ///
+    /// # Errors
+    /// Redis unreachable or too slow; a reply that is not a primary's `INFO replication`
+    /// (sessiond connected to a replica).
+    pub async fn replica_shortfalls(&self) -> Result<Vec<ReplicaShortfall>, StoreError> {
+        let wanted = self.inner.opts.wait_replicas;
+        if wanted == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.inner.pool.next();
+        let primaries: Vec<Option<fred::types::config::Server>> = match client.cached_cluster_state() {
+            Some(state) => state.unique_primary_nodes().into_iter().map(Some).collect(),
+            None => vec![None],
+        };
+        let mut out = Vec::new();
+        for primary in primaries {
+            let name = primary.as_ref().map_or_else(|| "the primary".to_owned(), ToString::to_string);
+            let options = Options { cluster_node: primary, ..Options::default() };
+            let cmd = CustomCommand::new_static("INFO", ClusterHash::Random, false);
+            let reply = self
+                .op("INFO replication", async {
+                    client
+                        .with_options(&options)
+                        .custom::<Value, Value>(cmd, vec![s("replication")])
+                        .await
+                        .map_err(unavailable)
+                })
+                .await?;
+            let online = text(&reply)
+                .and_then(online_replicas)
+                .ok_or_else(|| corrupt(&format!("{name} did not answer INFO replication as a primary")))?;
+            if online < wanted {
+                out.push(ReplicaShortfall { primary: name, online, wanted });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Warns at start-up about every primary that cannot confirm revocations now
+    /// ([`RedisStore::replica_shortfalls`]).
+    async fn check_replicas(&self) {
+        match self.replica_shortfalls().await {
+            Ok(short) => {
+                for r in short {
+                    tracing::warn!(
+                        primary = %r.primary,
+                        online = r.online,
+                        wanted = r.wanted,
+                        "Redis {} has {} online replicas but wait_replicas is {}: every revocation and epoch \
+                         bump on it will be refused (503) until enough replicas connect",
+                        r.primary,
+                        r.online,
+                        r.wanted
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(
+                error = %e,
+                "could not count the Redis replicas for wait_replicas; revocations are refused (503) while too \
+                 few replicas acknowledge them"
+            ),
+        }
     }
 
     /// Warns when Redis would lose acknowledged writes on a restart: without the append-only
@@ -1513,6 +1618,24 @@ mod tests {
         ] {
             assert!(durability_gap(aof, fsync).is_some(), "{aof:?} {fsync:?}");
         }
+    }
+
+    #[test]
+    fn only_online_replicas_of_a_primary_count() {
+        let primary = "# Replication\r\nrole:master\r\nconnected_slaves:3\r\n\
+            slave0:ip=127.0.0.1,port=7001,state=online,offset=42,lag=0\r\n\
+            slave1:ip=127.0.0.1,port=7002,state=wait_bgsave,offset=0,lag=0\r\n\
+            slave2:ip=127.0.0.1,port=7003,state=online,offset=42,lag=1\r\n\
+            master_failover_state:no-failover\r\n";
+        assert_eq!(online_replicas(primary), Some(2));
+        assert_eq!(online_replicas("# Replication\r\nrole:master\r\nconnected_slaves:0\r\n"), Some(0));
+        // A replica's own report (its `slave_*` fields are not replicas of it).
+        let replica = "# Replication\r\nrole:slave\r\nmaster_host:127.0.0.1\r\nslave_repl_offset:42\r\n\
+            slave_read_only:1\r\nconnected_slaves:0\r\n";
+        assert_eq!(online_replicas(replica), None);
+        assert_eq!(online_replicas(""), None);
+        // Look-alike fields are not replicas.
+        assert_eq!(online_replicas("role:master\nslave_priority:state=online\nslave:state=online\n"), Some(0));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sessiond_core::time::{Clock, SystemClock};
 use sessiond_core::{SessionStore, StoreError};
-use sessiond_store_redis::{RedisOptions, RedisStore};
+use sessiond_store_redis::{RedisOptions, RedisStore, ReplicaShortfall};
 use support::{cli, free_port, random_prefix, Cluster, Server};
 
 mod records {
@@ -80,6 +80,16 @@ async fn changes_are_confirmed_only_once_a_replica_has_them() {
     let options = RedisOptions { wait_timeout: Duration::from_millis(300), ..patient.clone() };
     let store = RedisStore::connect(&url, patient.clone()).await.expect("connect");
     let hasty = RedisStore::connect(&url, options.clone()).await.expect("connect");
+
+    // The replica count the start-up warning is based on: one online replica meets
+    // `wait_replicas = 1`, not 2.
+    assert_eq!(store.replica_shortfalls().await.expect("INFO replication"), vec![]);
+    let greedy =
+        RedisStore::connect(&url, RedisOptions { wait_replicas: 2, ..patient.clone() }).await.expect("connect");
+    assert_eq!(
+        greedy.replica_shortfalls().await.expect("INFO replication"),
+        vec![ReplicaShortfall { primary: "the primary".into(), online: 1, wanted: 2 }]
+    );
     let now = SystemClock.now();
 
     // Replica up: a revocation succeeds and is on the replica when it returns.
@@ -163,6 +173,13 @@ async fn in_a_cluster_each_revocation_waits_for_its_own_masters_replica() {
     for sub in &subjects {
         store.create(records::record("t", sub, now), None, now).await.expect("create");
     }
+    // Every master has its one replica online; asking for two finds all three short.
+    assert_eq!(store.replica_shortfalls().await.expect("INFO replication"), vec![]);
+    let greedy =
+        RedisStore::connect(&url, RedisOptions { wait_replicas: 2, ..options.clone() }).await.expect("connect");
+    let short = greedy.replica_shortfalls().await.expect("INFO replication");
+    assert_eq!(short.len(), 3, "{short:?}");
+    assert!(short.iter().all(|r| r.online == 1 && r.wanted == 2 && r.primary.contains(':')), "{short:?}");
     // All replicas up: every revocation is confirmed, whichever master owns it.
     for sub in &subjects[..4] {
         assert_eq!(store.delete_subject("t", sub, None).await.expect("confirmed").len(), 1);
