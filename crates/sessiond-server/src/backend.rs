@@ -151,14 +151,16 @@ impl Backend {
         }
     }
 
-    /// Writes pending (deferred) work to disk; a no-op elsewhere (shared stores commit
-    /// every write before acknowledging it).
+    /// Writes pending (deferred) work: the embedded store's queued renewals and events, the
+    /// Redis store's queued events (its outbox); a no-op elsewhere (the other stores commit
+    /// every write, events included, before acknowledging it).
     ///
     /// # Errors
-    /// When the final commit fails.
+    /// When the final commit fails, or Redis does not take the events in time.
     pub async fn flush(&self) -> Result<(), StoreError> {
         match self {
             Backend::Embedded(s) => s.flush().await,
+            Backend::Redis(s, ..) => s.flush().await,
             _ => Ok(()),
         }
     }

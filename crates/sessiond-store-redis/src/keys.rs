@@ -141,6 +141,11 @@ impl Keys {
         format!("{}:ev:{{ev}}:log", self.prefix)
     }
 
+    /// The marker of one appended event batch (module `outbox`), in the event stream's slot.
+    pub(crate) fn events_batch(&self, id: &str) -> String {
+        format!("{}:ev:{{ev}}:b:{id}", self.prefix)
+    }
+
     pub(crate) fn channel(&self) -> String {
         format!("{}:inv", self.prefix)
     }

@@ -38,6 +38,7 @@
 #![deny(missing_docs)]
 
 mod keys;
+mod outbox;
 mod pointers;
 mod scripts;
 mod url;
@@ -65,6 +66,7 @@ use sessiond_core::{SessionStore, StoreError};
 use tokio::sync::broadcast;
 
 use crate::keys::{enc, id_hex, Keys, SubjectKeys, EXPIRY_SHARDS};
+use crate::outbox::Outbox;
 use crate::pointers::Pointers;
 use crate::scripts::{Script, Scripts};
 
@@ -312,6 +314,8 @@ struct Inner {
     /// Token pointers this node followed (module `pointers`): a lookup's `GET` is skipped when
     /// the pointer is known.
     pointers: Pointers,
+    /// Events waiting to be appended (module `outbox`), shared with the task that appends them.
+    outbox: Arc<Outbox>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -322,7 +326,9 @@ impl std::fmt::Debug for RedisStore {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        // Close the connections (and stop reconnecting) when the last handle goes.
+        // Stop the outbox's task, close the connections (and stop reconnecting) when the last
+        // handle goes.
+        self.outbox.close();
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
             let pool = self.pool.clone();
             let wait_pool = self.wait_pool.clone();
@@ -370,6 +376,51 @@ fn spawn_heartbeat(store: std::sync::Weak<Inner>, beat: Heartbeat) {
             let store = RedisStore { inner };
             if let Err(e) = store.cmd("PUBLISH", &store.inner.keys.channel(), vec![s(message.as_str())]).await {
                 tracing::debug!(error = %e, "could not publish a heartbeat");
+            }
+        }
+    });
+}
+
+/// Appends the outbox's events (module `outbox`) in order, one batch per script call; a batch
+/// that fails is retried with backoff for up to [`outbox::GIVE_UP_AFTER`], then its events are
+/// dropped (logged, `sessiond_store_events_lost_total`). Holds the store only while a batch is
+/// in flight; stops when the store is dropped.
+fn spawn_outbox(store: std::sync::Weak<Inner>, outbox: Arc<Outbox>) {
+    tokio::spawn(async move {
+        loop {
+            outbox.wait().await;
+            loop {
+                if outbox.is_closed() {
+                    return;
+                }
+                let batch = outbox.take(outbox::MAX_BATCH);
+                let (Some(&(first, _)), Some(&(last, _))) = (batch.first(), batch.last()) else { break };
+                let id = outbox.batch_id(first);
+                let started = tokio::time::Instant::now();
+                let mut delay = Duration::from_millis(50);
+                loop {
+                    let Some(inner) = store.upgrade() else { return };
+                    let result = RedisStore { inner }.append_batch(&id, &batch).await;
+                    match result {
+                        Ok(()) => break,
+                        Err(e) if started.elapsed() < outbox::GIVE_UP_AFTER => {
+                            tracing::debug!(error = %e, events = batch.len(), "appending session events failed; retrying");
+                            tokio::time::sleep(delay).await;
+                            delay = (delay * 2).min(Duration::from_secs(1));
+                        }
+                        Err(e) => {
+                            metrics::counter!("sessiond_store_events_lost_total").increment(batch.len() as u64);
+                            tracing::error!(
+                                error = %e,
+                                events = batch.len(),
+                                "session events could not be appended to Redis for {:?} and were dropped",
+                                outbox::GIVE_UP_AFTER
+                            );
+                            break;
+                        }
+                    }
+                }
+                outbox.settle(last);
             }
         }
     });
@@ -565,8 +616,10 @@ impl RedisStore {
                 invalidations: tx,
                 link,
                 pointers: Pointers::default(),
+                outbox: Arc::new(Outbox::default()),
             }),
         };
+        spawn_outbox(Arc::downgrade(&store.inner), store.inner.outbox.clone());
         if store.inner.subscriber.is_some() && !store.inner.opts.heartbeat.is_zero() {
             spawn_heartbeat(Arc::downgrade(&store.inner), beat);
         }
@@ -703,6 +756,35 @@ impl RedisStore {
         }
         self.check_durability().await;
         self.check_replicas().await;
+    }
+
+    /// Waits until every event queued so far was appended to Redis (or given up after
+    /// retrying for [`outbox::GIVE_UP_AFTER`]). For a clean shutdown: `append_events` only
+    /// queues.
+    ///
+    /// # Errors
+    /// The events still wait after that time and the operation timeout.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        let upto = self.inner.outbox.last_queued();
+        let limit = outbox::GIVE_UP_AFTER + self.inner.opts.timeout;
+        tokio::time::timeout(limit, self.inner.outbox.settled(upto)).await.map_err(|_| StoreError::Unavailable {
+            message: format!("session events still wait for Redis after {limit:?}"),
+            source: None,
+        })
+    }
+
+    /// One batch of the outbox, as one `append` script call that records the batch's id
+    /// (`SET … NX`) with the events: a retry of a batch that already ran appends nothing.
+    async fn append_batch(&self, id: &str, batch: &[(u64, String)]) -> Result<(), StoreError> {
+        self.op("append_events", async {
+            let mut args = Vec::with_capacity(batch.len() + 1);
+            args.push(n(self.inner.opts.events_max_len));
+            args.extend(batch.iter().map(|(_, e)| s(e.as_str())));
+            let keys = &self.inner.keys;
+            let (seq, log, marker) = (keys.events_seq(), keys.events_log(), keys.events_batch(id));
+            self.eval(&self.inner.scripts.append, &[&seq, &log, &marker], args).await.map(drop)
+        })
+        .await
     }
 
     /// The primaries with fewer online replicas than [`RedisOptions::wait_replicas`] asks
@@ -1540,19 +1622,20 @@ impl SessionStore for RedisStore {
         Ok(out)
     }
 
+    /// Queues the events (module `outbox`) and returns: the request does not wait for their
+    /// round trip. Fails only when [`outbox::MAX_QUEUED`] events already wait for Redis.
     async fn append_events(&self, events: Vec<Event>) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
-        self.op("append_events", async {
-            let mut args = vec![n(self.inner.opts.events_max_len)];
-            for e in &events {
-                args.push(s(serde_json::to_string(e).map_err(|_| corrupt("event encoding"))?));
-            }
-            let keys = &self.inner.keys;
-            self.eval(&self.inner.scripts.append, &[&keys.events_seq(), &keys.events_log()], args).await.map(drop)
+        let mut bodies = Vec::with_capacity(events.len());
+        for e in &events {
+            bodies.push(serde_json::to_string(e).map_err(|_| corrupt("event encoding"))?);
+        }
+        self.inner.outbox.push(bodies).map_err(|_| StoreError::Unavailable {
+            message: format!("{} session events already wait for Redis; these were not queued", outbox::MAX_QUEUED),
+            source: None,
         })
-        .await
     }
 
     async fn read_events(&self, after: u64, limit: usize) -> Result<Vec<Event>, StoreError> {
@@ -1563,6 +1646,8 @@ impl SessionStore for RedisStore {
             return Ok(Vec::new());
         }
         self.op("read_events", async {
+            // Read-your-writes on this node: every event queued before this call first.
+            self.inner.outbox.settled(self.inner.outbox.last_queued()).await;
             let args = vec![s(format!("{start}-0")), s("+"), s("COUNT"), n(limit as u64)];
             let rows = array(self.cmd("XRANGE", &self.inner.keys.events_log(), args).await?);
             let mut out = Vec::with_capacity(rows.len());

@@ -20,7 +20,7 @@ pub(crate) struct Script {
     /// The client re-sends a command that was in flight when its connection dropped; a script
     /// that is not replay-safe is sent once only, and a dropped connection is a store error
     /// (503) instead of a second run whose reply misreports the first (a created session
-    /// reported as a duplicate, a committed update as a conflict, events appended twice).
+    /// reported as a duplicate, a committed update as a conflict).
     pub(crate) replay_safe: bool,
     /// Whether the store waits for replicas after it ([`crate::RedisOptions::wait_replicas`]):
     /// revocations and epoch bumps, whose loss in a failover would bring a revoked session
@@ -344,9 +344,12 @@ end
 return 1
 "#;
 
-/// KEYS seq, log. ARGV maxlen, events (JSON)... Assigns cursors from the counter; the stream
-/// entry id is `<cursor>-0`.
+/// KEYS seq, log, batch marker. ARGV maxlen, events (JSON)... Assigns cursors from the
+/// counter; the stream entry id is `<cursor>-0`. Appends nothing (returns 0) when the batch's
+/// marker exists: the batch already ran (its reply was lost and it was sent again). The
+/// marker lives 10 minutes, far longer than a batch is retried.
 const APPEND: &str = r#"
+if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', 600000) then return 0 end
 for i = 2, #ARGV do
   local c = redis.call('INCR', KEYS[1])
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], string.format('%d-0', c), 'e', ARGV[i])
@@ -389,7 +392,8 @@ impl Scripts {
             pointer: Script::new("pointer", POINTER),
             touch: Script::new("touch", TOUCH),
             hint_fix: Script::new("hint_fix", HINT_FIX),
-            append: Script::new("append", APPEND).once(),
+            // Replay-safe: a batch's marker makes a second run append nothing.
+            append: Script::new("append", APPEND),
         }
     }
 }

@@ -44,7 +44,9 @@ async fn every_operation_is_unavailable(store: &RedisStore, within: Duration) {
     check!("subject_epoch", store.subject_epoch("t", "s"));
     check!("bump_epoch", store.bump_epoch("t", "s"));
     check!("sweep_expired", store.sweep_expired(now, 10));
-    check!("append_events", store.append_events(vec![Event::new(now, EventKind::Created, Some(id), "s", "t")]));
+    // Events are queued (decision D28) and appended once Redis answers: queuing succeeds, and a
+    // read on this node, which waits for them first, is refused within the timeout.
+    store.append_events(vec![Event::new(now, EventKind::Created, Some(id), "s", "t")]).await.expect("queued");
     check!("read_events", store.read_events(0, 10));
     check!("ping", store.ping());
 }

@@ -7,13 +7,12 @@
 #![allow(clippy::unwrap_used)]
 mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use sessiond_core::time::{Clock, SystemClock};
 use sessiond_core::{SessionStore, StoreError};
 use sessiond_store_redis::{RedisOptions, RedisStore, ReplicaShortfall};
-use support::{cli, free_port, random_prefix, Cluster, Server};
+use support::{cli, free_port, random_prefix, signal, Cluster, Resume, Server};
 
 mod records {
     include!("support/records.rs");
@@ -28,20 +27,6 @@ fn wait_for_link(replica: u16) {
         std::thread::sleep(Duration::from_millis(50));
     }
     panic!("the replica on port {replica} never linked to its master");
-}
-
-fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill").args([sig, &pid.to_string()]).status().map(|s| s.success()).unwrap_or(false);
-    assert!(ok, "kill {sig} {pid}");
-}
-
-/// Resumes a stopped replica even when an assertion fails, so that drop can kill it.
-struct Resume(u32);
-
-impl Drop for Resume {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").args(["-CONT", &self.0.to_string()]).status();
-    }
 }
 
 fn replica_keys(replica: u16, prefix: &str) -> usize {

@@ -190,3 +190,20 @@ impl Cluster {
         format!("redis+cluster://{}", hosts.join(","))
     }
 }
+
+/// Sends `sig` (`-STOP`, `-CONT`…) to process `pid`.
+#[allow(dead_code)] // not every test file uses it
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill").args([sig, &pid.to_string()]).status().map(|s| s.success()).unwrap_or(false);
+    assert!(ok, "kill {sig} {pid}");
+}
+
+/// Resumes a stopped process even when an assertion fails, so that drop can kill it.
+#[allow(dead_code)] // not every test file uses it
+pub struct Resume(pub u32);
+
+impl Drop for Resume {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-CONT", &self.0.to_string()]).status();
+    }
+}
