@@ -14,6 +14,7 @@
 #
 #   bench/cpu-per-request.sh                       # 10000 sessions, 64 connections, 5 rounds of 6 s
 #   STORE=redis://127.0.0.1:6379 CONFIG=f.toml bench/cpu-per-request.sh   # another store
+#   BIN=/tmp/sessiond-old bench/cpu-per-request.sh  # another build (not rebuilt)
 set -euo pipefail
 
 SESSIONS=${SESSIONS:-10000}
@@ -22,12 +23,12 @@ DURATION=${DURATION:-6}
 ROUNDS=${ROUNDS:-5}
 STORE=${STORE:-embedded:}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-BIN="$ROOT/target/release/sessiond"
+BIN=${BIN:-$ROOT/target/release/sessiond}
 # shellcheck source=bench/lib.sh
 . "$ROOT/bench/lib.sh"
 for tool in wrk curl taskset; do command -v "$tool" >/dev/null || { echo "$tool is missing" >&2; exit 1; }; done
 [ "$(nproc)" -ge 2 ] || { echo "needs 2 CPUs (server and load generator on separate ones)" >&2; exit 1; }
-(cd "$ROOT" && cargo build --release -p sessiond)
+[ -x "$BIN" ] && [ "$BIN" != "$ROOT/target/release/sessiond" ] || (cd "$ROOT" && cargo build --release -p sessiond)
 EMPTY=127.0.0.1:$(free_port); HEADERS=127.0.0.1:$(free_port); AUTH=127.0.0.1:$(free_port)
 
 CONFIG_ARGS=()
