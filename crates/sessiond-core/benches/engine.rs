@@ -1,6 +1,9 @@
 #![allow(missing_docs)] // criterion_group! generates undocumented items
 //! Criterion benchmarks of the engine on the in-memory store: resolve (hit, no renewal due),
-//! its parts (tag verification alone, and a bare hash-map lookup as a floor), and create.
+//! its parts (tag verification alone, and a bare hash-map lookup as a floor), and create;
+//! and decoding a stored record (`record_decode`): `SessionRecord::decode` (one pass through a
+//! `#[serde(flatten)]` wrapper) against a two-pass decoder that was tried instead and found
+//! slower (`docs/performance.md`, eighth session).
 //!
 //! Run: `cargo bench -p sessiond-core --bench engine`
 
@@ -94,9 +97,40 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
+/// The version field alone: the first pass of the two-pass decoder.
+#[derive(serde::Deserialize)]
+struct VersionOnly {
+    v: u32,
+}
+
+/// The two-pass decoder that was tried instead of `SessionRecord::decode`: the version, then
+/// the record directly (it ignores the `v` field).
+fn two_pass(bytes: &[u8]) -> Option<sessiond_core::SessionRecord> {
+    match serde_json::from_slice::<VersionOnly>(bytes) {
+        Ok(VersionOnly { v: 1 }) => serde_json::from_slice(bytes).ok(),
+        _ => None,
+    }
+}
+
+fn record_decode(c: &mut Criterion) {
+    let e = engine();
+    let mut req = request(1);
+    req.device.user_agent = Some("Mozilla/5.0 (X11; Linux x86_64) Chrome/120.0".into());
+    req.device.first_ip = Some("203.0.113.7".into());
+    req.data.insert("role".into(), serde_json::json!({"name": "editor", "teams": [1, 2, 3]}));
+    let created = ready(e.create(req)).expect("create");
+    let bytes = created.session.encode();
+    assert_eq!(two_pass(&bytes).as_ref(), Some(&*created.session), "both decoders agree");
+    let mut g = c.benchmark_group("record_decode");
+    g.throughput(Throughput::Bytes(bytes.len() as u64));
+    g.bench_function("decode", |b| b.iter(|| sessiond_core::SessionRecord::decode(black_box(&bytes))));
+    g.bench_function("two_pass", |b| b.iter(|| two_pass(black_box(&bytes))));
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(3)).warm_up_time(std::time::Duration::from_secs(1));
-    targets = bench
+    targets = bench, record_decode
 }
 criterion_main!(benches);
