@@ -141,9 +141,10 @@ impl Keys {
         format!("{}:ev:{{ev}}:log", self.prefix)
     }
 
-    /// The marker of one appended event batch (module `outbox`), in the event stream's slot.
-    pub(crate) fn events_batch(&self, id: &str) -> String {
-        format!("{}:ev:{{ev}}:b:{id}", self.prefix)
+    /// The high-water mark of one node's event outbox (module `outbox`): the last sequence
+    /// number it appended, in the event stream's slot.
+    pub(crate) fn events_mark(&self, nonce: &str) -> String {
+        format!("{}:ev:{{ev}}:n:{nonce}", self.prefix)
     }
 
     pub(crate) fn channel(&self) -> String {

@@ -383,24 +383,34 @@ fn spawn_heartbeat(store: std::sync::Weak<Inner>, beat: Heartbeat) {
 
 /// Appends the outbox's events (module `outbox`) in order, one batch per script call; a batch
 /// that fails is retried with backoff for up to [`outbox::GIVE_UP_AFTER`], then its events are
-/// dropped (logged, `sessiond_store_events_lost_total`). Holds the store only while a batch is
-/// in flight; stops when the store is dropped.
+/// given up (logged, `sessiond_store_events_lost_total`; an attempt already in Redis's socket
+/// may still append them, never after a later batch). Holds the store only while a batch is
+/// in flight; stops when the store is dropped, counting what was left.
 fn spawn_outbox(store: std::sync::Weak<Inner>, outbox: Arc<Outbox>) {
+    let abandon = |outbox: &Outbox| {
+        let left = outbox.waiting();
+        if left > 0 {
+            metrics::counter!("sessiond_store_events_lost_total").increment(left);
+            tracing::error!(
+                events = left,
+                "the Redis store was closed with session events not yet appended; they are lost"
+            );
+        }
+    };
     tokio::spawn(async move {
         loop {
             outbox.wait().await;
             loop {
                 if outbox.is_closed() {
-                    return;
+                    return abandon(&outbox);
                 }
                 let batch = outbox.take(outbox::MAX_BATCH);
                 let (Some(&(first, _)), Some(&(last, _))) = (batch.first(), batch.last()) else { break };
-                let id = outbox.batch_id(first);
                 let started = tokio::time::Instant::now();
                 let mut delay = Duration::from_millis(50);
                 loop {
-                    let Some(inner) = store.upgrade() else { return };
-                    let result = RedisStore { inner }.append_batch(&id, &batch).await;
+                    let Some(inner) = store.upgrade() else { return abandon(&outbox) };
+                    let result = RedisStore { inner }.append_batch(outbox.nonce(), first, last, &batch).await;
                     match result {
                         Ok(()) => break,
                         Err(e) if started.elapsed() < outbox::GIVE_UP_AFTER => {
@@ -773,16 +783,23 @@ impl RedisStore {
         })
     }
 
-    /// One batch of the outbox, as one `append` script call that records the batch's id
-    /// (`SET … NX`) with the events: a retry of a batch that already ran appends nothing.
-    async fn append_batch(&self, id: &str, batch: &[(u64, String)]) -> Result<(), StoreError> {
+    /// One batch of the outbox (sequence numbers `first..=last` of outbox `nonce`), as one
+    /// `append` script call that also moves the outbox's high-water mark: a batch at or below
+    /// the mark (a retry of a batch that already ran, a stale attempt) appends nothing.
+    async fn append_batch(
+        &self,
+        nonce: &str,
+        first: u64,
+        last: u64,
+        batch: &[(u64, String)],
+    ) -> Result<(), StoreError> {
         self.op("append_events", async {
-            let mut args = Vec::with_capacity(batch.len() + 1);
-            args.push(n(self.inner.opts.events_max_len));
+            let mut args = Vec::with_capacity(batch.len() + 3);
+            args.extend([n(self.inner.opts.events_max_len), n(first), n(last)]);
             args.extend(batch.iter().map(|(_, e)| s(e.as_str())));
             let keys = &self.inner.keys;
-            let (seq, log, marker) = (keys.events_seq(), keys.events_log(), keys.events_batch(id));
-            self.eval(&self.inner.scripts.append, &[&seq, &log, &marker], args).await.map(drop)
+            let (seq, log, mark) = (keys.events_seq(), keys.events_log(), keys.events_mark(nonce));
+            self.eval(&self.inner.scripts.append, &[&seq, &log, &mark], args).await.map(drop)
         })
         .await
     }

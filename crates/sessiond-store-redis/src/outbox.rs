@@ -10,14 +10,17 @@
 //! What it keeps:
 //! - order: one queue, one task, batches taken from the front; a batch that fails is retried
 //!   (with backoff, for up to [`GIVE_UP_AFTER`]) before the next one is taken;
-//! - no duplicates: each batch carries a random id that the `append` script records
-//!   (`SET … NX`) in the same call, so a batch that ran but whose reply was lost is not
-//!   appended again when it is retried;
+//! - no duplicates: each batch carries its first and last sequence number, and the `append`
+//!   script keeps this node's high-water mark (the last sequence number appended, under a key
+//!   named by the outbox's random nonce) in the same call: a batch at or below it appends
+//!   nothing, so a batch that ran but whose reply was lost is not appended again when it is
+//!   retried, and a stale attempt of an earlier batch cannot land after a later one;
 //! - read-your-writes on one node: [`Outbox::settled`] lets `read_events` wait until every
 //!   event queued before it was appended (or given up);
-//! - a bound: at most [`MAX_QUEUED`] events wait; past it `append_events` fails (the engine
-//!   logs and counts that, as for any failed append) instead of growing memory while Redis
-//!   is away.
+//! - a bound: once [`MAX_QUEUED`] events wait, `append_events` fails (the engine logs and
+//!   counts that, as for any failed append) instead of growing memory while Redis is away.
+//!   One call is taken whole while there is room, even past the bound: a tenant revocation's
+//!   events are already in memory, and refusing them all would lose them all.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,8 +29,8 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-/// Events that may wait at most (queued, or taken by the task and not yet appended); more are
-/// refused until the task catches up.
+/// Events waiting (queued, or taken by the task and not yet appended) from which further
+/// pushes are refused until the task catches up.
 pub(crate) const MAX_QUEUED: usize = 65_536;
 
 /// Events per script call at most.
@@ -46,8 +49,8 @@ pub(crate) struct Outbox {
     settled: watch::Sender<u64>,
     /// Set when the store is dropped: the task stops.
     closed: AtomicBool,
-    /// Random, per outbox: with a batch's first sequence number it names the batch, unique
-    /// across nodes and restarts.
+    /// Random, per outbox: names this node's high-water mark in Redis, unique across nodes and
+    /// restarts.
     nonce: String,
 }
 
@@ -80,13 +83,12 @@ impl Outbox {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues `events` (all or none) behind everything queued before and wakes the task.
+    /// Queues `events` (all of them) behind everything queued before and wakes the task;
+    /// refused when [`MAX_QUEUED`] events already wait.
     pub(crate) fn push(&self, events: Vec<String>) -> Result<(), Full> {
         {
             let mut st = self.lock();
-            // Waiting = queued + taken by the task but not yet appended.
-            let waiting = st.last - *self.settled.borrow();
-            if usize::try_from(waiting).unwrap_or(usize::MAX).saturating_add(events.len()) > MAX_QUEUED {
+            if self.waiting_locked(&st) >= MAX_QUEUED as u64 {
                 return Err(Full);
             }
             for e in events {
@@ -112,9 +114,19 @@ impl Outbox {
         st.queue.drain(..n).collect()
     }
 
-    /// The id of the batch whose first event has sequence number `first`.
-    pub(crate) fn batch_id(&self, first: u64) -> String {
-        format!("{}-{first}", self.nonce)
+    /// Queued + taken by the task but not yet appended (or given up).
+    fn waiting_locked(&self, st: &State) -> u64 {
+        st.last - *self.settled.borrow()
+    }
+
+    /// Events queued and not yet appended or given up.
+    pub(crate) fn waiting(&self) -> u64 {
+        self.waiting_locked(&self.lock())
+    }
+
+    /// The random name of this outbox (of this node's high-water mark in Redis).
+    pub(crate) fn nonce(&self) -> &str {
+        &self.nonce
     }
 
     /// Stops the task (the store is gone).
@@ -179,26 +191,29 @@ mod tests {
         assert_eq!(rest.into_iter().map(|(_, e)| e).collect::<Vec<_>>(), events(2, 4));
         assert_eq!(o.len(), 0);
         assert_eq!(o.last_queued(), 6);
-        // Batch ids differ between outboxes (nodes, restarts) and between batches.
-        let other = Outbox::default();
-        assert_ne!(o.batch_id(1), other.batch_id(1));
-        assert_ne!(o.batch_id(1), o.batch_id(3));
+        // Nonces differ between outboxes (nodes, restarts).
+        assert_ne!(o.nonce(), Outbox::default().nonce());
     }
 
     #[test]
-    fn a_full_queue_refuses_whole_pushes() {
+    fn a_full_queue_refuses_pushes_and_one_push_is_taken_whole() {
         let o = Outbox::default();
         o.push(events(0, MAX_QUEUED - 1)).expect("room");
-        assert_eq!(o.push(events(0, 2)), Err(Full));
-        assert_eq!(o.len(), MAX_QUEUED - 1, "nothing of the refused push was queued");
-        o.push(events(0, 1)).expect("exactly full");
+        // One more slot: a push of two is taken whole (past the bound), then nothing more.
+        o.push(events(0, 2)).expect("room for one push");
+        assert_eq!(o.len(), MAX_QUEUED + 1);
         assert_eq!(o.push(events(0, 1)), Err(Full));
+        assert_eq!(o.len(), MAX_QUEUED + 1, "nothing of the refused push was queued");
         // Taken by the task is still waiting; appended is not.
         let batch = o.take(MAX_BATCH);
+        assert_eq!(o.waiting(), MAX_QUEUED as u64 + 1);
         assert_eq!(o.push(events(0, 1)), Err(Full));
         o.settle(batch.last().expect("a batch").0);
-        o.push(events(0, MAX_BATCH)).expect("room again");
-        assert_eq!(o.push(events(0, 1)), Err(Full));
+        o.push(events(0, 1)).expect("room again");
+        // A single push larger than the bound into an empty queue is taken whole.
+        let big = Outbox::default();
+        big.push(events(0, MAX_QUEUED + 10)).expect("taken whole");
+        assert_eq!(big.push(events(0, 1)), Err(Full));
     }
 
     #[tokio::test]

@@ -344,16 +344,19 @@ end
 return 1
 "#;
 
-/// KEYS seq, log, batch marker. ARGV maxlen, events (JSON)... Assigns cursors from the
-/// counter; the stream entry id is `<cursor>-0`. Appends nothing (returns 0) when the batch's
-/// marker exists: the batch already ran (its reply was lost and it was sent again). The
-/// marker lives 10 minutes, far longer than a batch is retried.
+/// KEYS seq, log, the outbox's high-water mark. ARGV maxlen, first, last (the batch's outbox
+/// sequence numbers), events (JSON)... Appends nothing (returns 0) when `first` is at or below
+/// the mark: the batch already ran (its reply was lost and it was sent again), or a later one
+/// did. Otherwise assigns cursors from the counter (stream entry id `<cursor>-0`) and moves
+/// the mark to `last`. The mark lives a day after its last batch.
 const APPEND: &str = r#"
-if not redis.call('SET', KEYS[3], '1', 'NX', 'PX', 600000) then return 0 end
-for i = 2, #ARGV do
+local mark = tonumber(redis.call('GET', KEYS[3]) or '0')
+if tonumber(ARGV[2]) <= mark then return 0 end
+for i = 4, #ARGV do
   local c = redis.call('INCR', KEYS[1])
   redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[1], string.format('%d-0', c), 'e', ARGV[i])
 end
+redis.call('SET', KEYS[3], ARGV[3], 'PX', 86400000)
 return 1
 "#;
 
@@ -392,7 +395,7 @@ impl Scripts {
             pointer: Script::new("pointer", POINTER),
             touch: Script::new("touch", TOUCH),
             hint_fix: Script::new("hint_fix", HINT_FIX),
-            // Replay-safe: a batch's marker makes a second run append nothing.
+            // Replay-safe: the outbox's high-water mark makes a second run append nothing.
             append: Script::new("append", APPEND),
         }
     }
