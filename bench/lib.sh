@@ -34,7 +34,7 @@ create_sessions() {
 }
 
 # start_auth_and_empty: starts `$BIN serve --dev` (API key $KEY; store ${STORE:-embedded:},
-# config file $CONFIG if set) and `$BIN bench-empty` on free ports, creates $SESSIONS
+# config file $CONFIG if set) and `$BIN bench-empty $EMPTY_FLAGS` on free ports, creates $SESSIONS
 # sessions, warms both up for $1 seconds of wrk with random valid cookies, and sets AUTH,
 # EMPTY, AUTH_PID, EMPTY_PID and load().
 start_auth_and_empty() {
@@ -44,7 +44,8 @@ start_auth_and_empty() {
   SESSIOND_API_KEY="$KEY" SESSIOND_LOG=warn "$BIN" serve --dev --listen "$AUTH" --data-dir "$WORK/data" \
     --store "${STORE:-embedded:}" "${extra[@]}" >/dev/null 2>"$WORK/auth.err" &
   PIDS+=($!); AUTH_PID=$!
-  SESSIOND_LOG=warn "$BIN" bench-empty --listen "$EMPTY" >/dev/null 2>&1 &
+  # shellcheck disable=SC2086 # EMPTY_FLAGS: words, e.g. "--bare"
+  SESSIOND_LOG=warn "$BIN" bench-empty ${EMPTY_FLAGS:-} --listen "$EMPTY" >/dev/null 2>&1 &
   PIDS+=($!); EMPTY_PID=$!
   for _ in $(seq 1 100); do curl -sf "http://$AUTH/readyz" >/dev/null && curl -s "http://$EMPTY/" >/dev/null && break; sleep 0.1; done
   create_sessions "$AUTH" "$SESSIONS"

@@ -12,6 +12,7 @@
 #   KEEP=/tmp/pd bench/perf-diff.sh       # also copy perf.auth and perf.empty there (perf annotate -i)
 #   STORE=redis://127.0.0.1:6379 CONFIG=bench/redis-renewals.toml bench/perf-diff.sh
 #                                         # forward-auth over another store (keys under its prefix)
+#   EMPTY_FLAGS=--bare bench/perf-diff.sh  # against the bare empty handler (no middleware)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)

@@ -138,6 +138,7 @@ pub struct CountingStore {
     /// Calls to any method that writes.
     pub writes: AtomicUsize,
     held: HeldRead,
+    unconfirmed: std::sync::atomic::AtomicBool,
 }
 
 /// See [`CountingStore::hold_next_read`].
@@ -159,6 +160,30 @@ impl CountingStore {
             updates: AtomicUsize::new(0),
             writes: AtomicUsize::new(0),
             held: HeldRead::default(),
+            unconfirmed: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// While `on`, every revocation (`delete*`, `bump_epoch`) is applied to the wrapped store
+    /// and then reported as [`StoreError::Unconfirmed`] with the sessions it ended, as the
+    /// Redis store reports a change its replicas did not acknowledge.
+    pub fn unconfirm_revocations(&self, on: bool) {
+        self.unconfirmed.store(on, Ordering::SeqCst);
+    }
+
+    /// `out`, or, while [`CountingStore::unconfirm_revocations`] is on, the
+    /// [`StoreError::Unconfirmed`] that lists what it ended.
+    fn confirm<T>(
+        &self,
+        out: Result<T, StoreError>,
+        ended: impl FnOnce(T) -> Vec<Arc<SessionRecord>>,
+    ) -> Result<T, StoreError> {
+        match out {
+            Ok(v) if self.unconfirmed.load(Ordering::SeqCst) => Err(StoreError::Unconfirmed {
+                message: "injected by CountingStore::unconfirm_revocations".into(),
+                ended: ended(v),
+            }),
+            out => out,
         }
     }
 
@@ -254,7 +279,7 @@ impl SessionStore for CountingStore {
     }
     async fn delete(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         Self::bump(&self.writes);
-        self.inner.delete(id).await
+        self.confirm(self.inner.delete(id).await, |r| r.into_iter().collect())
     }
     async fn delete_subject(
         &self,
@@ -263,11 +288,11 @@ impl SessionStore for CountingStore {
         except: Option<&SessionId>,
     ) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
         Self::bump(&self.writes);
-        self.inner.delete_subject(tenant, subject, except).await
+        self.confirm(self.inner.delete_subject(tenant, subject, except).await, |v| v)
     }
     async fn delete_tenant(&self, tenant: &str) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
         Self::bump(&self.writes);
-        self.inner.delete_tenant(tenant).await
+        self.confirm(self.inner.delete_tenant(tenant).await, |v| v)
     }
     async fn list_subject(
         &self,
@@ -284,7 +309,7 @@ impl SessionStore for CountingStore {
     }
     async fn bump_epoch(&self, tenant: &str, subject: &str) -> Result<u64, StoreError> {
         Self::bump(&self.writes);
-        self.inner.bump_epoch(tenant, subject).await
+        self.confirm(self.inner.bump_epoch(tenant, subject).await, |_| Vec::new())
     }
     async fn sweep_expired(&self, now: UnixMs, max: usize) -> Result<Vec<Expired>, StoreError> {
         Self::bump(&self.writes);

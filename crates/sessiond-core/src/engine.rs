@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::binding::{same_prefix, ua_family, Drift, RequestContext};
-use crate::error::{ClientError, Error, MalformedInput, Result, StepUp};
+use crate::error::{ClientError, Error, MalformedInput, Result, StepUp, StoreError};
 use crate::event::{Event, EventKind, RevokeReason};
 use crate::id::{IdSource, OsIdSource, SessionId};
 use crate::policy::{BindingAction, Policies, Policy, Requirement};
@@ -342,6 +342,26 @@ impl Engine {
         }
     }
 
+    /// A revocation's store result. When the store ended sessions but could not confirm the
+    /// change ([`StoreError::Unconfirmed`]), their events (`events` of each ended record, marked
+    /// [`Event::unconfirmed`]) are written before the error is returned: a retry finds nothing
+    /// left to end, so without them the audit trail would lose these revocations.
+    async fn confirmed<T>(
+        &self,
+        result: std::result::Result<T, StoreError>,
+        events: impl Fn(&SessionRecord) -> Vec<Event>,
+    ) -> Result<T> {
+        match result {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                if let StoreError::Unconfirmed { ended, .. } = &e {
+                    self.emit(ended.iter().flat_map(|r| events(r)).map(Event::unconfirmed).collect()).await;
+                }
+                Err(e.into())
+            }
+        }
+    }
+
     /// Creates a session for an authenticated subject, with a fresh token.
     ///
     /// # Errors
@@ -363,15 +383,18 @@ impl Engine {
         if let Some(old) = req.previous_token.as_deref() {
             if let Ok(v) = self.inner.keys.verify(old) {
                 if let Some(found) = self.inner.store.find_by_token(v.hash()).await? {
-                    if let Some(gone) = self.inner.store.delete(&found.record.id).await? {
-                        replaced = Some(gone.id);
-                        events.push(Event::new(
+                    let ev = |r: &SessionRecord| {
+                        vec![Event::new(
                             now,
                             EventKind::Revoked(RevokeReason::Fixation),
-                            Some(gone.id),
-                            &gone.subject,
-                            &gone.tenant,
-                        ));
+                            Some(r.id),
+                            &r.subject,
+                            &r.tenant,
+                        )]
+                    };
+                    if let Some(gone) = self.confirmed(self.inner.store.delete(&found.record.id).await, ev).await? {
+                        replaced = Some(gone.id);
+                        events.extend(ev(&gone));
                     }
                 }
             }
@@ -442,19 +465,15 @@ impl Engine {
             Judged::Live { found, successor, policy } => Ok((found, successor, policy)),
             Judged::Replayed(rec) => {
                 // Replay of a rotated-out token after its grace window: assume theft.
-                if let Some(gone) = self.inner.store.delete(&rec.id).await? {
-                    self.emit(vec![
-                        Event::new(now, EventKind::TheftDetected, Some(gone.id), &gone.subject, &gone.tenant)
+                let ev = |r: &SessionRecord| {
+                    vec![
+                        Event::new(now, EventKind::TheftDetected, Some(r.id), &r.subject, &r.tenant)
                             .with_detail(format!("token_hash={}", v.hash().short())),
-                        Event::new(
-                            now,
-                            EventKind::Revoked(RevokeReason::Theft),
-                            Some(gone.id),
-                            &gone.subject,
-                            &gone.tenant,
-                        ),
-                    ])
-                    .await;
+                        Event::new(now, EventKind::Revoked(RevokeReason::Theft), Some(r.id), &r.subject, &r.tenant),
+                    ]
+                };
+                if let Some(gone) = self.confirmed(self.inner.store.delete(&rec.id).await, ev).await? {
+                    self.emit(ev(&gone)).await;
                 }
                 tracing::warn!(session = %rec.id, "retired token replayed after its grace window; session revoked");
                 Err(ClientError::TokenReplayed.into())
@@ -591,19 +610,21 @@ impl Engine {
             match action {
                 BindingAction::Allow => {}
                 BindingAction::Revoke => {
-                    if let Some(gone) = self.inner.store.delete(&rec.id).await? {
-                        self.emit(vec![
-                            Event::new(now, EventKind::Anomaly, Some(gone.id), &gone.subject, &gone.tenant)
+                    let ev = |r: &SessionRecord| {
+                        vec![
+                            Event::new(now, EventKind::Anomaly, Some(r.id), &r.subject, &r.tenant)
                                 .with_detail(d.as_str()),
                             Event::new(
                                 now,
                                 EventKind::Revoked(RevokeReason::Binding),
-                                Some(gone.id),
-                                &gone.subject,
-                                &gone.tenant,
+                                Some(r.id),
+                                &r.subject,
+                                &r.tenant,
                             ),
-                        ])
-                        .await;
+                        ]
+                    };
+                    if let Some(gone) = self.confirmed(self.inner.store.delete(&rec.id).await, ev).await? {
+                        self.emit(ev(&gone)).await;
                     }
                     return Err(ClientError::BindingRevoked.into());
                 }
@@ -923,16 +944,11 @@ impl Engine {
     /// Store failures.
     pub async fn revoke(&self, id: &SessionId, reason: RevokeReason) -> Result<bool> {
         let now = self.now();
-        match self.inner.store.delete(id).await? {
+        let ev =
+            |r: &SessionRecord| vec![Event::new(now, EventKind::Revoked(reason), Some(r.id), &r.subject, &r.tenant)];
+        match self.confirmed(self.inner.store.delete(id).await, ev).await? {
             Some(gone) => {
-                self.emit(vec![Event::new(
-                    now,
-                    EventKind::Revoked(reason),
-                    Some(gone.id),
-                    &gone.subject,
-                    &gone.tenant,
-                )])
-                .await;
+                self.emit(ev(&gone)).await;
                 Ok(true)
             }
             None => Ok(false),
@@ -968,13 +984,10 @@ impl Engine {
     ) -> Result<Vec<SessionId>> {
         check_owner(tenant, subject)?;
         let now = self.now();
-        let gone = self.inner.store.delete_subject(tenant, subject, except).await?;
-        self.emit(
-            gone.iter()
-                .map(|r| Event::new(now, EventKind::Revoked(reason), Some(r.id), &r.subject, &r.tenant))
-                .collect(),
-        )
-        .await;
+        let ev =
+            |r: &SessionRecord| vec![Event::new(now, EventKind::Revoked(reason), Some(r.id), &r.subject, &r.tenant)];
+        let gone = self.confirmed(self.inner.store.delete_subject(tenant, subject, except).await, ev).await?;
+        self.emit(gone.iter().flat_map(|r| ev(r)).collect()).await;
         Ok(gone.iter().map(|r| r.id).collect())
     }
 
@@ -996,13 +1009,11 @@ impl Engine {
         }
         check_name(tenant, "tenant")?;
         let now = self.now();
-        let gone = self.inner.store.delete_tenant(tenant).await?;
-        self.emit(
-            gone.iter()
-                .map(|r| Event::new(now, EventKind::Revoked(RevokeReason::Tenant), Some(r.id), &r.subject, &r.tenant))
-                .collect(),
-        )
-        .await;
+        let ev = |r: &SessionRecord| {
+            vec![Event::new(now, EventKind::Revoked(RevokeReason::Tenant), Some(r.id), &r.subject, &r.tenant)]
+        };
+        let gone = self.confirmed(self.inner.store.delete_tenant(tenant).await, ev).await?;
+        self.emit(gone.iter().flat_map(|r| ev(r)).collect()).await;
         Ok(gone.iter().map(|r| r.id).collect())
     }
 
@@ -1016,11 +1027,20 @@ impl Engine {
     pub async fn bump_epoch(&self, tenant: &str, subject: &str) -> Result<u64> {
         check_owner(tenant, subject)?;
         let now = self.now();
-        let epoch = self.inner.store.bump_epoch(tenant, subject).await?;
-        self.emit(vec![Event::new(now, EventKind::Revoked(RevokeReason::Epoch), None, subject, tenant)
-            .with_detail(format!("epoch={epoch}"))])
-            .await;
-        Ok(epoch)
+        let event = Event::new(now, EventKind::Revoked(RevokeReason::Epoch), None, subject, tenant);
+        match self.inner.store.bump_epoch(tenant, subject).await {
+            Ok(epoch) => {
+                self.emit(vec![event.with_detail(format!("epoch={epoch}"))]).await;
+                Ok(epoch)
+            }
+            // The bump was applied (the epoch moved) but not confirmed: a retry bumps again,
+            // so this one's event is written now.
+            Err(e @ StoreError::Unconfirmed { .. }) => {
+                self.emit(vec![event.unconfirmed()]).await;
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// A page of a subject's live sessions, oldest first (at most [`MAX_PAGE`]).

@@ -5,7 +5,7 @@
 //! | [`Error::Client`] | the client: malformed, forged, expired or revoked credentials, bad input | 4xx |
 //! | [`Error::Conflict`] | a concurrent writer won a compare-and-set | 409 |
 //! | [`Error::ApiMisuse`] | the program calling the library | 500 (a bug in the caller) |
-//! | [`Error::Store`] | the session store (unreachable, or corrupt) | 503 when retryable |
+//! | [`Error::Store`] | the session store (unreachable, a change not confirmed, or corrupt) | 503 when retryable |
 
 use std::time::Duration;
 
@@ -102,12 +102,45 @@ pub enum StoreError {
     /// The store answered with something impossible (a broken invariant). Not retryable.
     #[error("session store is inconsistent: {0}")]
     Corrupt(String),
+    /// A revocation was applied, but not confirmed: the store could not confirm it as durable
+    /// as configured (a Redis `wait_replicas` shortfall), or it failed part-way through a
+    /// change of many subjects. Retryable; maps to 503 like [`StoreError::Unavailable`], and
+    /// the caller must not report the revocation as done. Retrying is safe (a revocation that
+    /// finds nothing left to end changes nothing).
+    ///
+    /// `ended` holds the sessions this call did end (it may be empty, for an epoch bump or a
+    /// part-way failure before any ended): the engine writes their `revoked.*` events, marked
+    /// `unconfirmed`, so that the audit trail does not lose them (a retry finds nothing to
+    /// report).
+    #[error("session store could not confirm a revocation: {message}")]
+    Unconfirmed {
+        /// What failed (for logs).
+        message: String,
+        /// The sessions the call ended before it failed.
+        ended: Vec<std::sync::Arc<crate::record::SessionRecord>>,
+    },
 }
 
 impl StoreError {
     /// An [`StoreError::Unavailable`] with a cause.
     pub fn unavailable(message: impl Into<String>, source: impl std::error::Error + Send + Sync + 'static) -> Self {
         Self::Unavailable { message: message.into(), source: Some(Box::new(source)) }
+    }
+
+    /// This failure, of a revocation that had already ended the sessions in `ended` (a
+    /// revocation of many subjects or batches failing part-way): an
+    /// [`StoreError::Unconfirmed`] listing them (and its own `ended`, when it was one
+    /// already), or the failure unchanged when nothing had ended.
+    #[must_use]
+    pub fn after_ending(self, mut ended: Vec<std::sync::Arc<crate::record::SessionRecord>>) -> Self {
+        match self {
+            Self::Unconfirmed { message, ended: mut more } => {
+                ended.append(&mut more);
+                Self::Unconfirmed { message, ended }
+            }
+            e if ended.is_empty() => e,
+            e => Self::Unconfirmed { message: format!("{e} (after {} sessions had ended)", ended.len()), ended },
+        }
     }
 }
 

@@ -137,4 +137,20 @@ impl Event {
         self.detail = Some(d.into());
         self
     }
+
+    /// Marks the event as describing a change the store applied but could not confirm
+    /// ([`crate::StoreError::Unconfirmed`]): the detail gets the word [`UNCONFIRMED`] (after a
+    /// space when it has one already).
+    #[must_use]
+    pub fn unconfirmed(mut self) -> Self {
+        self.detail = Some(match self.detail.take() {
+            Some(d) => format!("{d} {UNCONFIRMED}"),
+            None => UNCONFIRMED.to_owned(),
+        });
+        self
+    }
 }
+
+/// The detail word of an event whose change was applied but not confirmed (see
+/// [`Event::unconfirmed`]).
+pub const UNCONFIRMED: &str = "unconfirmed";

@@ -346,7 +346,15 @@ impl From<Error> for Problem {
             Error::Store(s) => {
                 tracing::warn!(error = %s, "session store failure");
                 metrics::counter!("sessiond_store_errors_total").increment(1);
-                Problem::new(ProblemKind::StoreUnavailable, "the session store is unavailable; retry shortly")
+                let detail = match s {
+                    // Applied, not confirmed (docs/decisions.md D23): the caller must not
+                    // report it done, and a retry is safe.
+                    sessiond_core::StoreError::Unconfirmed { .. } => {
+                        "the revocation was applied but the session store could not confirm it; retry"
+                    }
+                    _ => "the session store is unavailable; retry shortly",
+                };
+                Problem::new(ProblemKind::StoreUnavailable, detail)
             }
             Error::ApiMisuse(m) => {
                 tracing::error!(error = m, "engine API misuse");

@@ -942,13 +942,19 @@ impl SessionStore for PostgresStore {
                 rows.iter().map(|r| r.try_get::<_, Vec<u8>>(0).map_err(db)).collect()
             })
             .await?;
+        // A batch failing after earlier ones committed is `Unconfirmed` with the sessions
+        // those ended, so that the engine still writes their events (a retry will not find
+        // them).
         let mut out = Vec::new();
         for batch in ids.chunks(BATCH) {
             let batch = batch.to_vec();
-            out.extend(
-                self.op("delete_tenant", async { self.delete_where(&self.inner.sql.delete_ids, &[&batch]).await })
-                    .await?,
-            );
+            match self
+                .op("delete_tenant", async { self.delete_where(&self.inner.sql.delete_ids, &[&batch]).await })
+                .await
+            {
+                Ok(gone) => out.extend(gone),
+                Err(e) => return Err(e.after_ending(out)),
+            }
         }
         Ok(out)
     }

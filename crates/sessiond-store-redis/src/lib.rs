@@ -108,9 +108,10 @@ pub struct RedisOptions {
     /// script, a marker write in the subject's slot and `WAIT replicas wait_timeout` on a
     /// connection of its own (see `docs/redis-store.md`, "Durability"). Fewer
     /// acknowledgements within [`RedisOptions::wait_timeout`] fail the operation with
-    /// [`StoreError::Unavailable`] (503): the primary applied the change but a failover could
-    /// still lose it and bring a revoked session back, so the caller must not take it as done
-    /// (retrying is safe). Creates, updates and renewals do not wait. Default 0: no waiting.
+    /// [`StoreError::Unconfirmed`] (503), which lists the sessions it ended: the primary
+    /// applied the change but a failover could still lose it and bring a revoked session back,
+    /// so the caller must not take it as done (retrying is safe). Creates, updates and
+    /// renewals do not wait. Default 0: no waiting.
     pub wait_replicas: u32,
     /// How long a change waits for [`RedisOptions::wait_replicas`] acknowledgements. Must be
     /// above zero (`WAIT` with 0 blocks forever) and below [`RedisOptions::timeout`].
@@ -926,8 +927,25 @@ impl RedisStore {
             .map_err(unavailable)
     }
 
-    /// `EVALSHA`, falling back to `EVAL` (which also caches the script) on `NOSCRIPT`.
+    /// `EVALSHA`, falling back to `EVAL` (which also caches the script) on `NOSCRIPT`. A
+    /// replicated script whose change is not confirmed is [`StoreError::Unconfirmed`] with
+    /// nothing in `ended`; revocations that end sessions call [`RedisStore::eval_change`]
+    /// instead, to report them.
     async fn eval(&self, script: &Script, keys: &[&str], args: Vec<Value>) -> Result<Value, StoreError> {
+        match self.eval_change(script, keys, args).await? {
+            (v, None) => Ok(v),
+            (_, Some(message)) => Err(StoreError::Unconfirmed { message, ended: Vec::new() }),
+        }
+    }
+
+    /// [`RedisStore::eval`] with the reply of a change that was applied but not confirmed
+    /// (`wait_replicas`): the reply and, when it is not confirmed, why.
+    async fn eval_change(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: Vec<Value>,
+    ) -> Result<(Value, Option<String>), StoreError> {
         let first = keys.first().ok_or_else(|| corrupt("script without keys"))?;
         let slot = fred::util::redis_keyslot(first.as_bytes());
         let mut all = Vec::with_capacity(2 + keys.len() + args.len());
@@ -940,7 +958,7 @@ impl RedisStore {
         }
         let attempts = if script.replay_safe { None } else { Some(1) };
         let client = self.inner.pool.next().with_options(&Options { max_attempts: attempts, ..Options::default() });
-        match client
+        let reply = match client
             .custom::<Value, Value>(CustomCommand::new_static("EVALSHA", ClusterHash::Custom(slot), false), all.clone())
             .await
         {
@@ -959,7 +977,8 @@ impl RedisStore {
                 tracing::debug!(script = script.name, error = %e, "script failed");
                 unavailable(e)
             }),
-        }
+        };
+        Ok((reply?, None))
     }
 
     /// A change that must reach the replicas before it is confirmed: the script, a write to
@@ -970,13 +989,16 @@ impl RedisStore {
     /// even when the script itself wrote nothing (a retried revocation that finds nothing):
     /// the replication stream is ordered, so a replica holding the marker holds every change
     /// before it, the earlier, unconfirmed attempt included.
+    ///
+    /// Returns the script's reply and, when too few replicas acknowledged it, why the change
+    /// is not confirmed (it is applied on the primary all the same).
     async fn eval_replicated(
         &self,
         script: &Script,
         first_key: &str,
         slot: u16,
         mut all: Vec<Value>,
-    ) -> Result<Value, StoreError> {
+    ) -> Result<(Value, Option<String>), StoreError> {
         let pool = self.inner.wait_pool.as_ref().ok_or_else(|| corrupt("no connections for replica waits"))?;
         let marker = match first_key.find('}') {
             Some(end) => format!("{}:w", &first_key[..=end]),
@@ -1032,16 +1054,14 @@ impl RedisStore {
                 "a change applied on the Redis primary was not acknowledged by enough replicas in time; \
                  it is reported as failed (503) and not confirmed"
             );
-            return Err(StoreError::Unavailable {
-                message: format!(
-                    "redis {}: {acked} of {want} replicas acknowledged the change within {wait_ms} ms; \
-                     it is applied on the primary but not confirmed replicated",
-                    script.name
-                ),
-                source: None,
-            });
+            let message = format!(
+                "redis {}: {acked} of {want} replicas acknowledged the change within {wait_ms} ms; \
+                 it is applied on the primary but not confirmed replicated",
+                script.name
+            );
+            return Ok((reply, Some(message)));
         }
-        Ok(reply)
+        Ok((reply, None))
     }
 
     /// Points `key` at `value` unless it already names something else; returns whether it
@@ -1157,16 +1177,22 @@ impl RedisStore {
         except: Option<&SessionId>,
     ) -> Result<Vec<Arc<SessionRecord>>, StoreError> {
         let except = except.map(id_hex).unwrap_or_default();
-        let v = self
-            .eval(
+        let (v, unconfirmed) = self
+            .eval_change(
                 &self.inner.scripts.delete_subject,
                 &[&sk.idx, &sk.dl, &sk.seen],
                 vec![s(sk.base.as_str()), s(except), n(self.inner.grace_ms), self.channel_arg()],
             )
             .await?;
         let gone: Vec<Arc<SessionRecord>> = array(v).iter().filter_map(decode).map(Arc::new).collect();
-        self.removed(&gone).await;
-        Ok(gone)
+        match unconfirmed {
+            None => {
+                self.removed(&gone).await;
+                Ok(gone)
+            }
+            // The pointers stay (they expire by themselves), as for a single session below.
+            Some(message) => Err(StoreError::Unconfirmed { message, ended: gone }),
+        }
     }
 
     /// The renewal applied to the stored record (when the caller's copy is stale): read it,
@@ -1486,20 +1512,25 @@ impl SessionStore for RedisStore {
             };
             let idh = id_hex(id);
             let rec_key = sk.record(&idh);
-            let v = self
-                .eval(
+            let (v, unconfirmed) = self
+                .eval_change(
                     &self.inner.scripts.delete,
                     &[&sk.idx, &sk.dl, &sk.seen, &rec_key],
                     vec![s(idh.as_str()), n(self.inner.grace_ms), self.channel_arg()],
                 )
                 .await?;
-            match decode(&v) {
-                Some(r) => {
-                    let r = Arc::new(r);
-                    self.removed(std::slice::from_ref(&r)).await;
-                    Ok(Some(r))
+            let gone = decode(&v).map(Arc::new);
+            match unconfirmed {
+                None => {
+                    if let Some(r) = &gone {
+                        self.removed(std::slice::from_ref(r)).await;
+                    }
+                    Ok(gone)
                 }
-                None => Ok(None),
+                // Not confirmed: the pointers stay, so that a retry still finds the subject,
+                // runs the script again (finding nothing) and waits for the replicas, rather
+                // than answering "no such session" before the revocation is replicated.
+                Some(message) => Err(StoreError::Unconfirmed { message, ended: gone.into_iter().collect() }),
             }
         })
         .await
@@ -1530,17 +1561,20 @@ impl SessionStore for RedisStore {
         let members =
             self.op("delete_tenant", async { Ok(array(self.cmd("ZRANGE", &key, vec![n(0), s("-1")]).await?)) }).await?;
         let subjects: Vec<String> = members.iter().filter_map(text).map(str::to_owned).collect();
+        // A failure part-way (a timeout, an unreachable node, an unconfirmed subject) after
+        // some sessions ended is `Unconfirmed` with every session ended so far, so that the
+        // engine still writes their events (a retry will not find them).
         let mut out = Vec::new();
         for batch in subjects.chunks(batch_len) {
-            let gone = self
+            let mut gone = Vec::new();
+            let done = self
                 .op("delete_tenant", async {
-                    let mut gone = Vec::new();
                     if self.inner.opts.wait_replicas == 0 {
                         for sub in batch {
                             let sk = self.inner.keys.subject_from_tag(format!("{}/{sub}", enc(tenant)));
                             gone.extend(self.delete_subject_keys(&sk, None).await?);
                         }
-                        return Ok(gone);
+                        return Ok(());
                     }
                     // With replica waits, the batch's subjects run at once over the wait
                     // pool, so that the batch takes a few replica round trips, not one per
@@ -1555,17 +1589,21 @@ impl SessionStore for RedisStore {
                     while let Some(done) = tasks.join_next().await {
                         match done {
                             Ok(Ok(records)) => gone.extend(records),
+                            Ok(Err(StoreError::Unconfirmed { message, ended })) => {
+                                gone.extend(ended);
+                                failed = failed.or(Some(StoreError::Unconfirmed { message, ended: Vec::new() }));
+                            }
                             Ok(Err(e)) => failed = failed.or(Some(e)),
                             Err(e) => failed = failed.or(Some(corrupt(&format!("a revocation task failed: {e}")))),
                         }
                     }
-                    match failed {
-                        Some(e) => Err(e),
-                        None => Ok(gone),
-                    }
+                    failed.map_or(Ok(()), Err)
                 })
-                .await?;
-            out.extend(gone);
+                .await;
+            out.append(&mut gone);
+            if let Err(e) = done {
+                return Err(e.after_ending(out));
+            }
         }
         Ok(out)
     }

@@ -2,15 +2,20 @@
 //! number of replicas acknowledged it (`WAIT`). Against a real master and a real replica on
 //! free ports: with the replica running, revocations succeed and are on the replica when they
 //! return; with the replica stopped (SIGSTOP), the same changes, and their retries on every
-//! pooled connection, fail with `StoreError::Unavailable` instead of being confirmed while a
-//! failover could still lose them.
+//! pooled connection, fail with `StoreError::Unconfirmed` (naming the sessions they ended, whose
+//! events the engine still writes) instead of being confirmed while a failover could still
+//! lose them.
 #![allow(clippy::unwrap_used)]
 mod support;
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use sessiond_core::event::{self, EventKind, RevokeReason};
 use sessiond_core::time::{Clock, SystemClock};
-use sessiond_core::{SessionStore, StoreError};
+use sessiond_core::token::{KeyId, KeyRing, SigningKey};
+use sessiond_core::{CreateRequest, Engine, SessionStore, StoreError};
 use sessiond_store_redis::{RedisOptions, RedisStore, ReplicaShortfall};
 use support::{cli, free_port, random_prefix, signal, Cluster, Resume, Server};
 
@@ -33,11 +38,12 @@ fn replica_keys(replica: u16, prefix: &str) -> usize {
     cli(replica, &["--scan", "--pattern", &format!("{prefix}:*:s:*")]).lines().filter(|l| !l.trim().is_empty()).count()
 }
 
-fn unavailable<T>(r: Result<T, StoreError>) -> String {
+/// The message of an `Unconfirmed` error and how many sessions it reports ended.
+fn unconfirmed<T>(r: Result<T, StoreError>) -> (String, usize) {
     match r {
-        Err(StoreError::Unavailable { message, .. }) => message,
-        Err(e) => panic!("expected Unavailable, got {e:?}"),
-        Ok(_) => panic!("expected Unavailable, got Ok: the change was confirmed without its replica"),
+        Err(StoreError::Unconfirmed { message, ended }) => (message, ended.len()),
+        Err(e) => panic!("expected Unconfirmed, got {e:?}"),
+        Ok(_) => panic!("expected Unconfirmed, got Ok: the change was confirmed without its replica"),
     }
 }
 
@@ -89,18 +95,48 @@ async fn changes_are_confirmed_only_once_a_replica_has_them() {
     // Replica stopped: the primary still applies revocations, but none is confirmed.
     signal(replica.child.id(), "-STOP");
     let resume = Resume(replica.child.id());
-    let m = unavailable(hasty.delete(&b.id).await);
+    let (m, ended) = unconfirmed(hasty.delete(&b.id).await);
     assert!(m.contains("0 of 1 replicas"), "{m}");
-    // The primary did apply it: the session is gone there (nothing comes back on a retry).
+    // The primary did apply it: the session is gone there (nothing comes back on a retry),
+    // and the error names it, so that its revocation event is still written.
+    assert_eq!(ended, 1, "the session the unconfirmed revocation ended is reported");
     assert!(hasty.find_by_id(&b.id).await.expect("find").is_none());
     // Retries find nothing to delete, on every pooled connection in turn, and still are not
     // confirmed: the earlier, unreplicated revocation is what they wait for.
     for _ in 0..6 {
-        assert!(unavailable(hasty.delete(&b.id).await).contains("replicas"));
+        let (m, ended) = unconfirmed(hasty.delete(&b.id).await);
+        assert!(m.contains("replicas") && ended == 0, "{m} ({ended} ended)");
     }
-    assert!(unavailable(hasty.delete_subject("t", "bob", None).await).contains("replicas"));
-    assert!(unavailable(hasty.delete_tenant("t").await).contains("replicas"));
-    assert!(unavailable(hasty.bump_epoch("t", "carol").await).contains("replicas"));
+    let (m, ended) = unconfirmed(hasty.delete_subject("t", "bob", None).await);
+    assert!(m.contains("replicas") && ended == 1, "bob's one session ended: {m} ({ended} ended)");
+    let (m, ended) = unconfirmed(hasty.delete_tenant("t").await);
+    assert!(m.contains("replicas") && ended == 0, "nothing left in t: {m} ({ended} ended)");
+    assert!(unconfirmed(hasty.bump_epoch("t", "carol").await).0.contains("replicas"));
+
+    // Through the engine: a tenant revocation fails (503 over HTTP) but writes the events of
+    // the sessions it ended, marked unconfirmed (a retry would find nothing to report).
+    let engine = Engine::builder(Arc::new(hasty.clone()), KeyRing::single(KeyId(1), SigningKey::generate())).build();
+    for sub in ["erin", "frank"] {
+        engine
+            .create(CreateRequest { subject: sub.into(), tenant: "u".into(), ..Default::default() })
+            .await
+            .expect("a create does not wait");
+    }
+    let before = engine.events(0, 10_000).await.expect("events").len();
+    match engine.revoke_tenant("u").await {
+        Err(sessiond_core::Error::Store(StoreError::Unconfirmed { ended, .. })) => assert_eq!(ended.len(), 2),
+        other => panic!("expected an unconfirmed tenant revocation, got {other:?}"),
+    }
+    let events = engine.events(0, 10_000).await.expect("events");
+    let marked: Vec<_> = events[before..]
+        .iter()
+        .filter(|e| {
+            e.kind == EventKind::Revoked(RevokeReason::Tenant) && e.detail.as_deref() == Some(event::UNCONFIRMED)
+        })
+        .map(|e| e.subject.as_str())
+        .collect();
+    assert_eq!(marked.len(), 2, "both sessions' events, marked: {:?}", &events[before..]);
+    assert!(marked.contains(&"erin") && marked.contains(&"frank"), "{marked:?}");
     // Creates do not wait (losing one in a failover logs a user out; it revives nothing).
     let d = records::record("t", "dave", now);
     hasty.create(d.clone(), None, now).await.expect("a create does not wait");
@@ -189,7 +225,8 @@ async fn in_a_cluster_each_revocation_waits_for_its_own_masters_replica() {
     for (sub, behind_stopped_replica) in &rest {
         let r = hasty.delete_subject("t", sub, None).await;
         if *behind_stopped_replica {
-            assert!(unavailable(r).contains("0 of 1 replicas"), "{sub}");
+            let (m, ended) = unconfirmed(r);
+            assert!(m.contains("0 of 1 replicas") && ended == 1, "{sub}: {m} ({ended} ended)");
         } else {
             assert_eq!(r.expect("another master's replica is up: confirmed").len(), 1, "{sub}");
         }

@@ -139,6 +139,12 @@ pub struct Expired {
 ///    their index entries, and is never called on the request path.
 /// 9. **Ordered events.** `append_events` assigns strictly increasing cursors; `read_events`
 ///    returns events after a cursor in cursor order.
+/// 10. **No lost revocations in the audit trail.** A `delete*` or `bump_epoch` that applied
+///     a change but cannot confirm the whole of it (a replica acknowledgement missing, or a
+///     batched tenant revocation failing after earlier batches ended sessions) returns
+///     [`StoreError::Unconfirmed`] with every session it ended, never a plain
+///     [`StoreError::Unavailable`]: the engine writes their events before reporting the
+///     failure, since a retry will not find them.
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
     /// Stores a new session (its id and token hash are fresh), applying `limit` atomically
@@ -202,7 +208,8 @@ pub trait SessionStore: Send + Sync + 'static {
         except: Option<&SessionId>,
     ) -> Result<Vec<Arc<SessionRecord>>, StoreError>;
 
-    /// Deletes every session of a tenant; returns the deleted ones.
+    /// Deletes every session of a tenant; returns the deleted ones. It may work in batches
+    /// (contract 4 then holds per subject or batch, and contract 10 for the whole).
     async fn delete_tenant(&self, tenant: &str) -> Result<Vec<Arc<SessionRecord>>, StoreError>;
 
     /// A page of a subject's live sessions at `now`, oldest first, after `after`. The cost
