@@ -281,6 +281,10 @@ impl SessionStore for CountingStore {
         Self::bump(&self.writes);
         self.confirm(self.inner.delete(id).await, |r| r.into_iter().collect())
     }
+    async fn delete_by_token(&self, hash: &TokenHash) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        Self::bump(&self.writes);
+        self.confirm(self.inner.delete_by_token(hash).await, |r| r.into_iter().collect())
+    }
     async fn delete_subject(
         &self,
         tenant: &str,
@@ -459,6 +463,9 @@ impl<S: SessionStore, G: Send + Sync + 'static> SessionStore for Guarded<S, G> {
     }
     async fn delete(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError> {
         self.store.delete(id).await
+    }
+    async fn delete_by_token(&self, hash: &TokenHash) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        self.store.delete_by_token(hash).await
     }
     async fn delete_subject(
         &self,

@@ -342,6 +342,23 @@ impl Engine {
         }
     }
 
+    /// The result of deleting one session for `reason`: its `revoked.*` event written (also
+    /// when unconfirmed, see [`Engine::confirmed`]), its id returned if it existed.
+    async fn ended_one(
+        &self,
+        result: std::result::Result<Option<Arc<SessionRecord>>, StoreError>,
+        now: UnixMs,
+        reason: RevokeReason,
+    ) -> Result<Option<SessionId>> {
+        let ev =
+            |r: &SessionRecord| vec![Event::new(now, EventKind::Revoked(reason), Some(r.id), &r.subject, &r.tenant)];
+        let gone = self.confirmed(result, ev).await?;
+        if let Some(r) = &gone {
+            self.emit(ev(r)).await;
+        }
+        Ok(gone.map(|r| r.id))
+    }
+
     /// A revocation's store result. When the store ended sessions but could not confirm the
     /// change ([`StoreError::Unconfirmed`]), their events (`events` of each ended record, marked
     /// [`Event::unconfirmed`]) are written before the error is returned: a retry finds nothing
@@ -382,20 +399,12 @@ impl Engine {
         let mut replaced = None;
         if let Some(old) = req.previous_token.as_deref() {
             if let Ok(v) = self.inner.keys.verify(old) {
-                if let Some(found) = self.inner.store.find_by_token(v.hash()).await? {
-                    let ev = |r: &SessionRecord| {
-                        vec![Event::new(
-                            now,
-                            EventKind::Revoked(RevokeReason::Fixation),
-                            Some(r.id),
-                            &r.subject,
-                            &r.tenant,
-                        )]
-                    };
-                    if let Some(gone) = self.confirmed(self.inner.store.delete(&found.record.id).await, ev).await? {
-                        replaced = Some(gone.id);
-                        events.extend(ev(&gone));
-                    }
+                let ev = |r: &SessionRecord| {
+                    vec![Event::new(now, EventKind::Revoked(RevokeReason::Fixation), Some(r.id), &r.subject, &r.tenant)]
+                };
+                if let Some(gone) = self.confirmed(self.inner.store.delete_by_token(v.hash()).await, ev).await? {
+                    replaced = Some(gone.id);
+                    events.extend(ev(&gone));
                 }
             }
         }
@@ -944,15 +953,7 @@ impl Engine {
     /// Store failures.
     pub async fn revoke(&self, id: &SessionId, reason: RevokeReason) -> Result<bool> {
         let now = self.now();
-        let ev =
-            |r: &SessionRecord| vec![Event::new(now, EventKind::Revoked(reason), Some(r.id), &r.subject, &r.tenant)];
-        match self.confirmed(self.inner.store.delete(id).await, ev).await? {
-            Some(gone) => {
-                self.emit(ev(&gone)).await;
-                Ok(true)
-            }
-            None => Ok(false),
-        }
+        Ok(self.ended_one(self.inner.store.delete(id).await, now, reason).await?.is_some())
     }
 
     /// Ends the session of `token` (logout). Idempotent: an already-ended session is fine.
@@ -962,11 +963,10 @@ impl Engine {
     /// A malformed or forged token; store failures.
     pub async fn logout(&self, token: &str) -> Result<Option<SessionId>> {
         let v = self.inner.keys.verify(token)?;
-        let Some(found) = self.inner.store.find_by_token(v.hash()).await? else {
-            return Ok(None);
-        };
-        let id = found.record.id;
-        Ok(self.revoke(&id, RevokeReason::Logout).await?.then_some(id))
+        let now = self.now();
+        // By token, in one store call: a retry after an unconfirmed logout waits for the
+        // replicas again instead of finding nothing and reporting it done.
+        self.ended_one(self.inner.store.delete_by_token(v.hash()).await, now, RevokeReason::Logout).await
     }
 
     /// Revokes all sessions of a subject, optionally except one (e.g. "log out my other

@@ -86,8 +86,10 @@ mod opt_secs {
     }
 }
 
-/// A store failure. The message is for logs, never for clients.
-#[derive(Debug, thiserror::Error)]
+/// A store failure. The message is for logs, never for clients. Its `Debug` form names the
+/// sessions an [`StoreError::Unconfirmed`] ended by id only (records hold application data,
+/// addresses and user agents, which must stay off logs).
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The store cannot be reached or timed out. Retryable; maps to 503.
@@ -119,6 +121,22 @@ pub enum StoreError {
         /// The sessions the call ended before it failed.
         ended: Vec<std::sync::Arc<crate::record::SessionRecord>>,
     },
+}
+
+impl std::fmt::Debug for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Unavailable { message, source } => {
+                f.debug_struct("Unavailable").field("message", message).field("source", source).finish()
+            }
+            Self::Corrupt(m) => f.debug_tuple("Corrupt").field(m).finish(),
+            Self::Unconfirmed { message, ended } => f
+                .debug_struct("Unconfirmed")
+                .field("message", message)
+                .field("ended", &ended.iter().map(|r| r.id).collect::<Vec<_>>())
+                .finish(),
+        }
+    }
 }
 
 impl StoreError {

@@ -89,3 +89,56 @@ async fn an_unconfirmed_revocation_fails_but_its_events_are_written() {
     assert!(engine.revoke(&e.session.id, RevokeReason::Admin).await.expect("confirmed"));
     assert_eq!(revocations(&engine).await.last(), Some(&(RevokeReason::Admin, Some(e.session.id), None)));
 }
+
+#[tokio::test]
+async fn a_login_replacing_a_pre_login_session_reports_it_even_unconfirmed() {
+    let store = Arc::new(CountingStore::new(Arc::new(MemoryStore::new())));
+    let engine = Engine::builder(store.clone(), KeyRing::single(KeyId(1), SigningKey::generate())).build();
+    let pre = engine.create(request("t", "anon")).await.expect("pre-login session");
+    store.unconfirm_revocations(true);
+    let login = CreateRequest { previous_token: Some(pre.token.expose().to_owned()), ..request("t", "alice") };
+    // The fixation defence ended the pre-login session but could not confirm it: the login
+    // fails (and is retried by the client), and the ended session's event is written.
+    assert_eq!(unconfirmed(engine.create(login).await), 1);
+    assert_eq!(
+        revocations(&engine).await,
+        vec![(RevokeReason::Fixation, Some(pre.session.id), Some(UNCONFIRMED.to_owned()))]
+    );
+}
+
+#[tokio::test]
+async fn the_error_names_ended_sessions_by_id_only_and_merges_part_way_failures() {
+    let engine =
+        Engine::builder(Arc::new(MemoryStore::new()), KeyRing::single(KeyId(1), SigningKey::generate())).build();
+    let mut req = request("t", "alice");
+    req.data = serde_json::from_str(r#"{"card": "4111-secret-data"}"#).expect("json");
+    let a = engine.create(req).await.expect("create").session;
+    let b = engine.create(request("t", "bob")).await.expect("create").session;
+
+    // `Debug` (what `?e` in a log line prints) shows ids, never a record's contents.
+    let e = StoreError::Unconfirmed { message: "m".into(), ended: vec![a.clone()] };
+    let debug = format!("{e:?}");
+    assert!(debug.contains(&a.id.to_string()), "{debug}");
+    for leak in ["4111-secret-data", "alice", "card"] {
+        assert!(!debug.contains(leak), "record contents in the Debug form: {debug}");
+    }
+
+    // A failure after sessions ended becomes Unconfirmed with them (earlier ones first);
+    // nothing ended leaves it as it was.
+    let down = || StoreError::Unavailable { message: "down".into(), source: None };
+    assert!(matches!(down().after_ending(Vec::new()), StoreError::Unavailable { .. }));
+    match down().after_ending(vec![a.clone()]) {
+        StoreError::Unconfirmed { message, ended } => {
+            assert!(message.contains("down") && message.contains("1 sessions"), "{message}");
+            assert_eq!(ended.iter().map(|r| r.id).collect::<Vec<_>>(), vec![a.id]);
+        }
+        other => panic!("{other:?}"),
+    }
+    match e.after_ending(vec![b.clone()]) {
+        StoreError::Unconfirmed { message, ended } => {
+            assert_eq!(message, "m");
+            assert_eq!(ended.iter().map(|r| r.id).collect::<Vec<_>>(), vec![b.id, a.id]);
+        }
+        other => panic!("{other:?}"),
+    }
+}

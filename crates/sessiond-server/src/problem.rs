@@ -347,7 +347,7 @@ impl From<Error> for Problem {
                 tracing::warn!(error = %s, "session store failure");
                 metrics::counter!("sessiond_store_errors_total").increment(1);
                 let detail = match s {
-                    // Applied, not confirmed (docs/decisions.md D23): the caller must not
+                    // Applied, not confirmed (docs/decisions.md D29): the caller must not
                     // report it done, and a retry is safe.
                     sessiond_core::StoreError::Unconfirmed { .. } => {
                         "the revocation was applied but the session store could not confirm it; retry"

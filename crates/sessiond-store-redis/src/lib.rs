@@ -442,6 +442,15 @@ fn unavailable(e: fred::error::Error) -> StoreError {
     StoreError::unavailable("redis command failed", e)
 }
 
+/// Subjects per batch of a tenant revocation with replica waits: `pool_size` connections,
+/// each able to run `timeout / wait_timeout - 1` full-length waits one after another within
+/// the operation timeout (one wait's worth is left for round trips); at least one per
+/// connection, at most 64.
+fn wait_batch_len(o: &RedisOptions) -> usize {
+    let per_connection = (o.timeout.as_millis() / o.wait_timeout.as_millis().max(1)).saturating_sub(1).max(1);
+    (o.pool_size.max(1) * usize::try_from(per_connection).unwrap_or(1)).min(64)
+}
+
 fn corrupt(what: &str) -> StoreError {
     StoreError::Corrupt(format!("redis store: {what}"))
 }
@@ -1171,6 +1180,33 @@ impl RedisStore {
         self.touch(&shard, &member, deadline.0, deadline.0.saturating_add(self.inner.grace_ms), "").await
     }
 
+    /// Deletes session `idh` of subject `sk` (one atomic script); see
+    /// [`SessionStore::delete`].
+    async fn delete_keys(&self, sk: &SubjectKeys, idh: &str) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        let rec_key = sk.record(idh);
+        let (v, unconfirmed) = self
+            .eval_change(
+                &self.inner.scripts.delete,
+                &[&sk.idx, &sk.dl, &sk.seen, &rec_key],
+                vec![s(idh), n(self.inner.grace_ms), self.channel_arg()],
+            )
+            .await?;
+        let gone = decode(&v).map(Arc::new);
+        match unconfirmed {
+            None => {
+                if let Some(r) = &gone {
+                    self.removed(std::slice::from_ref(r)).await;
+                }
+                Ok(gone)
+            }
+            // Not confirmed: the pointers stay, so that a retry still finds the subject (by id
+            // or by token), runs the script again (finding nothing) and waits for the
+            // replicas, rather than answering "no such session" before the revocation is
+            // replicated.
+            Some(message) => Err(StoreError::Unconfirmed { message, ended: gone.into_iter().collect() }),
+        }
+    }
+
     async fn delete_subject_keys(
         &self,
         sk: &SubjectKeys,
@@ -1510,28 +1546,33 @@ impl SessionStore for RedisStore {
             let Some(sk) = self.subject_of(id).await? else {
                 return Ok(None);
             };
-            let idh = id_hex(id);
-            let rec_key = sk.record(&idh);
-            let (v, unconfirmed) = self
-                .eval_change(
-                    &self.inner.scripts.delete,
-                    &[&sk.idx, &sk.dl, &sk.seen, &rec_key],
-                    vec![s(idh.as_str()), n(self.inner.grace_ms), self.channel_arg()],
-                )
-                .await?;
-            let gone = decode(&v).map(Arc::new);
-            match unconfirmed {
-                None => {
-                    if let Some(r) = &gone {
-                        self.removed(std::slice::from_ref(r)).await;
-                    }
-                    Ok(gone)
-                }
-                // Not confirmed: the pointers stay, so that a retry still finds the subject,
-                // runs the script again (finding nothing) and waits for the replicas, rather
-                // than answering "no such session" before the revocation is replicated.
-                Some(message) => Err(StoreError::Unconfirmed { message, ended: gone.into_iter().collect() }),
+            self.delete_keys(&sk, &id_hex(id)).await
+        })
+        .await
+    }
+
+    async fn delete_by_token(&self, hash: &TokenHash) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        if let Some(found) = self.find_by_token(hash).await? {
+            return self.delete(&found.record.id).await;
+        }
+        if self.inner.opts.wait_replicas == 0 {
+            return Ok(None);
+        }
+        // Nothing found. If the token's pointer is still there but its session's record is
+        // gone, an earlier revocation may be unconfirmed (its pointers are kept): run the
+        // revocation again, finding nothing, so that this call waits for the replicas too
+        // instead of reporting "no such session" first. A record that is there but no longer
+        // lists this token (an old, forgotten token) is left alone.
+        self.op("delete", async {
+            let v = self.cmd("GET", &self.inner.keys.token(hash), Vec::new()).await?;
+            let Some((tag, idh)) = text(&v).and_then(|p| p.rsplit_once('/')) else {
+                return Ok(None);
+            };
+            let sk = self.inner.keys.subject_from_tag(tag.to_owned());
+            if self.load(&sk, idh).await?.is_some() {
+                return Ok(None);
             }
+            self.delete_keys(&sk, idh).await
         })
         .await
     }
@@ -1555,8 +1596,12 @@ impl SessionStore for RedisStore {
         // position while subjects log in again could skip one that was never visited. Then
         // one subject at a time (each atomic); the timeout applies per batch of subjects.
         // With replica waits every subject also waits for replicas (the batch's subjects then
-        // run at once): smaller batches keep each within the timeout.
-        let batch_len: usize = if self.inner.opts.wait_replicas > 0 { 64 } else { 256 };
+        // run at once over the wait pool, where each `WAIT` holds its connection for up to
+        // `wait_timeout`): a batch is as many subjects as the pool can wait for within the
+        // timeout even when every wait runs out, so that a replica outage fails the subjects
+        // one by one (each reporting what it ended) instead of a timeout dropping a batch
+        // whose scripts already ran.
+        let batch_len = if self.inner.opts.wait_replicas > 0 { wait_batch_len(&self.inner.opts) } else { 256 };
         let key = self.inner.keys.tenant(tenant);
         let members =
             self.op("delete_tenant", async { Ok(array(self.cmd("ZRANGE", &key, vec![n(0), s("-1")]).await?)) }).await?;
@@ -1737,6 +1782,27 @@ impl SessionStore for RedisStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tenant batch never holds more full-length replica waits per connection than fit in
+    /// the operation timeout.
+    #[test]
+    fn tenant_batches_fit_the_wait_pool_within_the_timeout() {
+        let o = |pool, timeout_ms, wait_ms| RedisOptions {
+            pool_size: pool,
+            timeout: Duration::from_millis(timeout_ms),
+            wait_timeout: Duration::from_millis(wait_ms),
+            ..RedisOptions::default()
+        };
+        assert_eq!(wait_batch_len(&RedisOptions::default()), 16, "4 connections x (1000/200 - 1)");
+        assert_eq!(wait_batch_len(&o(4, 1000, 600)), 4, "at least one per connection");
+        assert_eq!(wait_batch_len(&o(0, 1000, 999)), 1);
+        assert_eq!(wait_batch_len(&o(32, 60_000, 10)), 64, "at most 64");
+        for (pool, t, w) in [(4, 1000, 200), (8, 5000, 300), (2, 2000, 100), (16, 1000, 50)] {
+            let opts = o(pool, t, w);
+            let per_connection = wait_batch_len(&opts).div_ceil(pool) as u64;
+            assert!(per_connection * w < t, "{pool} connections, {t} ms, {w} ms: {per_connection} waits each");
+        }
+    }
 
     #[test]
     fn only_noeviction_is_safe() {

@@ -137,12 +137,31 @@ async fn changes_are_confirmed_only_once_a_replica_has_them() {
         .collect();
     assert_eq!(marked.len(), 2, "both sessions' events, marked: {:?}", &events[before..]);
     assert!(marked.contains(&"erin") && marked.contains(&"frank"), "{marked:?}");
+
+    // A logout that is not confirmed, then its retries: the record is gone but the token's
+    // pointer is kept, so each retry runs the revocation again and waits, rather than finding
+    // nothing and answering "logged out" (204) before the first attempt is replicated.
+    let gina = engine
+        .create(CreateRequest { subject: "gina".into(), tenant: "u".into(), ..Default::default() })
+        .await
+        .expect("a create does not wait");
+    match engine.logout(gina.token.expose()).await {
+        Err(sessiond_core::Error::Store(StoreError::Unconfirmed { ended, .. })) => assert_eq!(ended.len(), 1),
+        other => panic!("expected an unconfirmed logout, got {other:?}"),
+    }
+    for _ in 0..3 {
+        match engine.logout(gina.token.expose()).await {
+            Err(sessiond_core::Error::Store(StoreError::Unconfirmed { ended, .. })) => assert!(ended.is_empty()),
+            other => panic!("ATTACK WINDOW: a retried logout was answered before it was replicated: {other:?}"),
+        }
+    }
     // Creates do not wait (losing one in a failover logs a user out; it revives nothing).
     let d = records::record("t", "dave", now);
     hasty.create(d.clone(), None, now).await.expect("a create does not wait");
 
     // Replica back: the retried revocation finds nothing and is confirmed once replicated.
     drop(resume);
+    assert_eq!(engine.logout(gina.token.expose()).await.expect("the retried logout is confirmed"), None);
     assert!(store.delete(&b.id).await.expect("retried delete is confirmed").is_none());
     assert!(store.delete_subject("t", "bob", None).await.expect("confirmed").is_empty(), "bob went while stopped");
     assert_eq!(replica_keys(replica.port, &prefix), 1, "the replica caught up: only dave's session is left");

@@ -200,6 +200,21 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Deletes one session; returns it if it existed.
     async fn delete(&self, id: &SessionId) -> Result<Option<Arc<SessionRecord>>, StoreError>;
 
+    /// Deletes the session token hash `hash` names (current or retired token), if any;
+    /// returns it. Logout and the fixation defence use it.
+    ///
+    /// The default finds the session, then deletes it by id. A store whose revocations can be
+    /// [`StoreError::Unconfirmed`] must override it so that a retry after an unconfirmed
+    /// attempt, which finds the record already gone, still runs (and waits for) the
+    /// revocation while the token's index entry is there: otherwise the retry would report
+    /// "no such session", taken as done, before the first attempt is confirmed.
+    async fn delete_by_token(&self, hash: &TokenHash) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        match self.find_by_token(hash).await? {
+            Some(found) => self.delete(&found.record.id).await,
+            None => Ok(None),
+        }
+    }
+
     /// Deletes every session of a subject except `except`; returns the deleted ones.
     async fn delete_subject(
         &self,

@@ -321,6 +321,22 @@ impl SessionStore for NearCache {
         out
     }
 
+    async fn delete_by_token(&self, hash: &TokenHash) -> Result<Option<Arc<SessionRecord>>, StoreError> {
+        // The session is known only from a cached entry before the call, and from the answer
+        // after it: both are forgotten (rule 1, and an ended session never stays cached).
+        let cached = read(self.shard(hash)).get(hash).map(|(l, _)| l.record.id);
+        if let Some(id) = cached {
+            self.forget(&id);
+        }
+        let out = self.inner.delete_by_token(hash).await;
+        match &out {
+            Ok(Some(r)) => self.forget(&r.id),
+            Err(StoreError::Unconfirmed { ended, .. }) => ended.iter().for_each(|r| self.forget(&r.id)),
+            _ => {}
+        }
+        out
+    }
+
     async fn delete_subject(
         &self,
         tenant: &str,
