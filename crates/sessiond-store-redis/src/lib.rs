@@ -1572,7 +1572,20 @@ impl SessionStore for RedisStore {
             if self.load(&sk, idh).await?.is_some() {
                 return Ok(None);
             }
-            self.delete_keys(&sk, idh).await
+            let gone = self.delete_keys(&sk, idh).await?;
+            if gone.is_none() {
+                // Confirmed now (the replicas hold the earlier revocation too): the kept
+                // pointers have done their job. Dropped, best effort, so that later logouts
+                // with this token do not wait for replicas again.
+                self.inner.pointers.forget(hash);
+                let idp = self.inner.keys.id_pointer(idh);
+                for key in [self.inner.keys.token(hash), idp] {
+                    if let Err(e) = self.cmd("DEL", &key, Vec::new()).await {
+                        tracing::debug!(error = %e, "could not drop a revoked session's pointer");
+                    }
+                }
+            }
+            Ok(gone)
         })
         .await
     }
@@ -1612,18 +1625,23 @@ impl SessionStore for RedisStore {
         let mut out = Vec::new();
         for batch in subjects.chunks(batch_len) {
             let mut gone = Vec::new();
-            let done = self
-                .op("delete_tenant", async {
-                    if self.inner.opts.wait_replicas == 0 {
-                        for sub in batch {
-                            let sk = self.inner.keys.subject_from_tag(format!("{}/{sub}", enc(tenant)));
-                            gone.extend(self.delete_subject_keys(&sk, None).await?);
-                        }
-                        return Ok(());
+            let done = if self.inner.opts.wait_replicas == 0 {
+                self.op("delete_tenant", async {
+                    for sub in batch {
+                        let sk = self.inner.keys.subject_from_tag(format!("{}/{sub}", enc(tenant)));
+                        gone.extend(self.delete_subject_keys(&sk, None).await?);
                     }
-                    // With replica waits, the batch's subjects run at once over the wait
-                    // pool, so that the batch takes a few replica round trips, not one per
-                    // subject.
+                    Ok(())
+                })
+                .await
+            } else {
+                // With replica waits, the batch's subjects run at once over the wait pool, so
+                // that the batch takes a few replica round trips, not one per subject. No
+                // timeout around the batch: dropping it would abort subjects whose scripts
+                // already ran, and their sessions would end without events. Each subject's
+                // commands are bounded by the client's command timeout (`timeout`) instead, so
+                // a batch still ends; one whose reply that timeout lost is the one case left.
+                async {
                     let mut tasks = tokio::task::JoinSet::new();
                     for sub in batch {
                         let (store, sk) =
@@ -1643,8 +1661,9 @@ impl SessionStore for RedisStore {
                         }
                     }
                     failed.map_or(Ok(()), Err)
-                })
-                .await;
+                }
+                .await
+            };
             out.append(&mut gone);
             if let Err(e) = done {
                 return Err(e.after_ending(out));

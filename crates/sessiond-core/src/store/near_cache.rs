@@ -329,10 +329,14 @@ impl SessionStore for NearCache {
             self.forget(&id);
         }
         let out = self.inner.delete_by_token(hash).await;
-        match &out {
-            Ok(Some(r)) => self.forget(&r.id),
-            Err(StoreError::Unconfirmed { ended, .. }) => ended.iter().for_each(|r| self.forget(&r.id)),
-            _ => {}
+        match (&out, cached) {
+            (Ok(Some(r)), _) => self.forget(&r.id),
+            (Err(StoreError::Unconfirmed { ended, .. }), _) => ended.iter().for_each(|r| self.forget(&r.id)),
+            (Ok(None), _) => {}
+            // Failed, perhaps after the store ended the session: forget again what was known
+            // of it, or everything when nothing was (a fill may have raced the call).
+            (Err(_), Some(id)) => self.forget(&id),
+            (Err(_), None) => self.clear(),
         }
         out
     }
